@@ -1,0 +1,1 @@
+"""Ticket-Rush: first-come-first-served concert ticket sales."""

@@ -1,0 +1,31 @@
+"""`python -m app.api`: serve the API with uvicorn using the TR_* settings."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import uvicorn
+
+from app.core.config import get_settings
+
+
+def main() -> None:
+    settings = get_settings()
+    if settings.api_workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several workers must share one metrics view; prometheus-client does it via files.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tr-metrics-")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Settings for every Ticket-Rush process, read from `TR_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TR_", env_file=None, extra="ignore")
+
+    env: str = "dev"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/ticket_rush"
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout: float = Field(default=10.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=5000, ge=0)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_max_connections: int = Field(default=100, ge=1)
+    # Prefix of every Redis key this deployment owns, so tests and stacks can share one server.
+    redis_prefix: str = "tr"
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Topic name -> partition count; the stack creates them, consumers never exceed partitions.
+    kafka_topics: dict[str, int] = Field(
+        default_factory=lambda: {
+            "booking-requests": 12,
+            "booking-results": 6,
+            "booking-requests.dlq": 1,
+        }
+    )
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = Field(default=2, ge=1)
+
+    jwt_secret: SecretStr = SecretStr("dev-only-insecure-secret-change-me-please-0123456789")
+    jwt_algorithm: str = "HS256"
+    jwt_audience: str = "ticket-rush-api"
+    jwt_issuer: str = "ticket-rush"
+    access_token_ttl_s: int = Field(default=900, ge=30)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    password_min_length: int = Field(default=10, ge=8)
+
+    login_limit_per_account: int = Field(default=10, ge=1)
+    login_limit_per_ip: int = Field(default=50, ge=1)
+    login_limit_window_s: int = Field(default=300, ge=1)
+    signup_limit_per_ip: int = Field(default=20, ge=1)
+
+    cache_ttl_s: int = Field(default=60, ge=1)
+    cache_ttl_jitter: float = Field(default=0.2, ge=0, le=1)
+    cache_negative_ttl_s: int = Field(default=10, ge=1)
+    cache_lock_ttl_ms: int = Field(default=3000, ge=100)
+
+    run_dir: Path = PROJECT_ROOT / ".run"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

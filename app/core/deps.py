@@ -1,0 +1,50 @@
+"""`Annotated` dependency aliases for routes; resources come from the lifespan state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.cache import ResponseCache
+from app.core.config import Settings
+from app.core.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.tr
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+async def get_db(state: State) -> AsyncIterator[AsyncSession]:
+    async with state.sessionmaker() as session:
+        yield session
+
+
+def get_redis(state: State) -> Redis:
+    return state.redis
+
+
+def get_settings_dep(state: State) -> Settings:
+    return state.settings
+
+
+def get_cache(state: State) -> ResponseCache:
+    return state.cache
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+DbSession = Annotated[AsyncSession, Depends(get_db)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+CacheDep = Annotated[ResponseCache, Depends(get_cache)]
+ClientIp = Annotated[str, Depends(client_ip)]

@@ -1,0 +1,51 @@
+"""Prometheus metrics shared by all processes (multiprocess-safe under several workers)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+HTTP_REQUESTS = Counter(
+    "tr_http_requests_total",
+    "HTTP requests by route template, method and status code.",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "tr_http_request_duration_seconds",
+    "HTTP request latency by route template and method.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CACHE_REQUESTS = Counter(
+    "tr_cache_requests_total",
+    "Catalog cache lookups by cache name and result (hit, miss, stale, negative_hit).",
+    ["cache", "result"],
+)
+CACHE_LOADS = Counter(
+    "tr_cache_loads_total",
+    "Cache loads that went to the database, by cache name.",
+    ["cache"],
+)
+AUTH_EVENTS = Counter(
+    "tr_auth_events_total",
+    "Authentication events (login_ok, login_failed, refresh, refresh_reuse, logout).",
+    ["event"],
+)
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """Exposition for /metrics; aggregates all workers when PROMETHEUS_MULTIPROC_DIR is set."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,24 @@
+"""Process-wide resources, created by the app lifespan and handed out by dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.cache import ResponseCache
+from app.core.config import Settings
+from app.core.kafka import KafkaProducerResource
+from app.core.redis import Keys
+
+
+@dataclass(slots=True)
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis
+    keys: Keys
+    kafka: KafkaProducerResource
+    cache: ResponseCache

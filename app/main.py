@@ -1,0 +1,83 @@
+"""The FastAPI application factory; resources live in the lifespan, nothing opens at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.auth.router import router as auth_router
+from app.catalog.agency.router import router as agency_router
+from app.catalog.artist.router import router as artist_router
+from app.catalog.concert.router import router as concert_router
+from app.catalog.seat.router import router as seat_router
+from app.catalog.venue.router import router as venue_router
+from app.core.cache import ResponseCache
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.kafka import KafkaProducerResource
+from app.core.logging import configure_logging
+from app.core.middleware import RequestContextMiddleware
+from app.core.problems import install_problem_handlers
+from app.core.redis import Keys, create_redis
+from app.core.state import AppState
+from app.health import router as health_router
+
+
+def build_state(settings: Settings) -> AppState:
+    engine = create_engine(settings)
+    redis = create_redis(settings)
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        redis=redis,
+        keys=Keys(settings.redis_prefix),
+        kafka=KafkaProducerResource(settings),
+        cache=ResponseCache(
+            redis,
+            prefix=settings.redis_prefix,
+            ttl_s=settings.cache_ttl_s,
+            jitter=settings.cache_ttl_jitter,
+            negative_ttl_s=settings.cache_negative_ttl_s,
+            lock_ttl_ms=settings.cache_lock_ttl_ms,
+        ),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, json=settings.log_json)
+        state = build_state(settings)
+        await state.kafka.start()
+        app.state.tr = state
+        try:
+            yield
+        finally:
+            await state.kafka.stop()
+            await state.redis.aclose()
+            await state.engine.dispose()
+
+    app = FastAPI(
+        title="Ticket-Rush API",
+        version="0.1.0",
+        description="First-come-first-served concert ticket sales.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    for router in (
+        health_router,
+        auth_router,
+        agency_router,
+        artist_router,
+        venue_router,
+        concert_router,
+        seat_router,
+    ):
+        app.include_router(router)
+    return app

@@ -1,0 +1,19 @@
+"""Imports every model module so `Base.metadata` is complete (Alembic, tests)."""
+
+from app.auth import models as auth_models
+from app.catalog.agency import models as agency_models
+from app.catalog.artist import models as artist_models
+from app.catalog.concert import models as concert_models
+from app.catalog.seat import models as seat_models
+from app.catalog.venue import models as venue_models
+from app.core.db import Base
+
+__all__ = [
+    "Base",
+    "agency_models",
+    "artist_models",
+    "auth_models",
+    "concert_models",
+    "seat_models",
+    "venue_models",
+]

@@ -1,0 +1,171 @@
+"""Session-wide real resources: a fresh PostgreSQL database (migrated by Alembic), a Redis key
+prefix and a private Tansu broker per test session / xdist worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis as sync_redis
+from httpx import ASGITransport
+
+from app.core.config import Settings
+from app.core.migrate import upgrade
+from app.devstack.broker import free_port, start_broker, stop_process, wait_broker_ready
+from app.main import create_app
+from tests.fixtures.databases import create_database, drop_database
+
+REDIS_URL = os.environ.get("TR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = create_database()
+    upgrade(url)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    proc = start_broker(port, tmp_path_factory.mktemp("tansu") / "tansu.log")
+    bootstrap = f"127.0.0.1:{port}"
+    asyncio.run(wait_broker_ready(bootstrap))
+    yield bootstrap
+    stop_process(proc.pid)
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> Iterator[str]:
+    prefix = f"trtest-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = sync_redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.delete(key)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, kafka_bootstrap: str, redis_prefix: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        redis_prefix=redis_prefix,
+        kafka_bootstrap=kafka_bootstrap,
+        log_json=True,
+        log_level="WARNING",
+        # Generous defaults; rate-limit tests use their own settings.
+        login_limit_per_account=1000,
+        login_limit_per_ip=10_000,
+        signup_limit_per_ip=10_000,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[object]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+def unique_email(tag: str = "fan") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+PASSWORD = "correct horse battery staple"
+
+
+async def signup_and_login(client: httpx.AsyncClient, email: str | None = None) -> dict[str, str]:
+    email = email or unique_email()
+    r = await client.post(
+        "/auth/signup", json={"email": email, "password": PASSWORD, "display_name": "Fan"}
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return r.json() | {"email": email}
+
+
+@pytest.fixture
+async def fan_headers(client: httpx.AsyncClient) -> dict[str, str]:
+    tokens = await signup_and_login(client)
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+@pytest.fixture(scope="session")
+async def admin_headers(app: object) -> dict[str, str]:
+    from app.auth.models import Role
+    from app.auth.service import create_user
+
+    state = app.state.tr  # type: ignore[attr-defined]
+    email = unique_email("admin")
+    async with state.sessionmaker() as session:
+        await create_user(session, email=email, password=PASSWORD, display_name="Admin", role=Role.admin)
+    transport = ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        r = await c.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+@dataclass
+class LiveServer:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@pytest.fixture(scope="session")
+def live_server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real API under uvicorn with 2 worker processes (multi-process metrics, caches)."""
+    port = free_port()
+    env = os.environ | {
+        "TR_DATABASE_URL": settings.database_url,
+        "TR_REDIS_URL": settings.redis_url,
+        "TR_REDIS_PREFIX": settings.redis_prefix,
+        "TR_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "TR_API_PORT": str(port),
+        "TR_API_WORKERS": "2",
+        "TR_LOG_LEVEL": "WARNING",
+        "TR_LOGIN_LIMIT_PER_ACCOUNT": "1000",
+        "TR_LOGIN_LIMIT_PER_IP": "10000",
+        "TR_SIGNUP_LIMIT_PER_IP": "10000",
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="tr-test-metrics-"),
+    }
+    log_path = tmp_path_factory.mktemp("api") / "api.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "app.api"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        stop_process(proc.pid)
+        raise RuntimeError("API did not start:\n" + log_path.read_text()[-3000:])
+    yield LiveServer(url, proc, log_path)
+    stop_process(proc.pid)
