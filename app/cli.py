@@ -63,12 +63,12 @@ def create_admin(
     The password comes from TR_ADMIN_PASSWORD or an interactive prompt, never the command line.
     """
     from app.auth.models import Role, User
-    from app.auth.schemas import LoginRequest
+    from app.auth.schemas import normalize_email
     from app.auth.service import check_password_policy, create_user
     from app.main import build_state
 
     settings = get_settings()
-    normalized = LoginRequest(email=email, password="x").email
+    normalized = normalize_email(email)
 
     async def run() -> None:
         state = build_state(settings)

@@ -19,6 +19,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.kafka import KafkaProducerResource
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
+from app.core.openapi import problem_responses
 from app.core.problems import install_problem_handlers
 from app.core.redis import Keys, create_redis
 from app.core.state import AppState
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="First-come-first-served concert ticket sales.",
         lifespan=lifespan,
+        # Any route can get a malformed body or query (400) or fail validation (422).
+        responses=problem_responses(400, 422),
     )
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware)

@@ -118,7 +118,9 @@ async def admin_headers(app: object) -> dict[str, str]:
     state = app.state.tr  # type: ignore[attr-defined]
     email = unique_email("admin")
     async with state.sessionmaker() as session:
-        await create_user(session, email=email, password=PASSWORD, display_name="Admin", role=Role.admin)
+        await create_user(
+            session, email=email, password=PASSWORD, display_name="Admin", role=Role.admin
+        )
     transport = ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         r = await c.post("/auth/login", json={"email": email, "password": PASSWORD})
@@ -134,7 +136,9 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     """The real API under uvicorn with 2 worker processes (multi-process metrics, caches)."""
     port = free_port()
     env = os.environ | {
@@ -152,8 +156,12 @@ def live_server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     }
     log_path = tmp_path_factory.mktemp("api") / "api.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "app.api"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.api"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"

@@ -19,8 +19,14 @@ router = APIRouter(tags=["auth"])
 )
 async def signup(body: SignupRequest, db: DbSession, state: State, ip: ClientIp) -> UserRead:
     user = await service.signup(
-        db, state.redis, state.keys, state.settings,
-        email=body.email, password=body.password, display_name=body.display_name, ip=ip,
+        db,
+        state.redis,
+        state.keys,
+        state.settings,
+        email=body.email,
+        password=body.password,
+        display_name=body.display_name,
+        ip=ip,
     )
     return UserRead.model_validate(user)
 

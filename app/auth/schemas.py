@@ -3,21 +3,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+from app.core.types import Text60
 
 
-def _normalize_email(value: str) -> str:
+def normalize_email(value: str) -> str:
     return value.strip().lower()
 
 
-Email = Annotated[EmailStr, AfterValidator(_normalize_email)]
+Email = Annotated[EmailStr, AfterValidator(normalize_email)]
 Password = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class SignupRequest(BaseModel):
     email: Email
     password: Password
-    display_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+    display_name: Text60
 
 
 class LoginRequest(BaseModel):
@@ -32,7 +34,7 @@ class RefreshRequest(BaseModel):
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - OAuth2 token type, not a secret
     expires_in: int
 
 

@@ -56,7 +56,9 @@ async def signup(
     ip: str,
 ) -> User:
     """Create a fan account."""
-    await ratelimit.enforce(redis, [(keys("rl", "signup", "ip", ip), settings.signup_limit_per_ip, 3600)])
+    await ratelimit.enforce(
+        redis, [(keys("rl", "signup", "ip", ip), settings.signup_limit_per_ip, 3600)]
+    )
     check_password_policy(settings, password, email=email)
     return await create_user(session, email=email, password=password, display_name=display_name)
 

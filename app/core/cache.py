@@ -92,7 +92,9 @@ class ResponseCache:
                 pipe.incr(self._ns(ns) + ":gen")
             await pipe.execute()
 
-    async def get_or_load(self, cache: str, namespace: str, key: str, loader: Loader) -> CachedResponse:
+    async def get_or_load(
+        self, cache: str, namespace: str, key: str, loader: Loader
+    ) -> CachedResponse:
         flight_key = f"{namespace}\x00{key}"
         existing = self._inflight.get(flight_key)
         if existing is not None:
@@ -120,7 +122,9 @@ class ResponseCache:
         if raw is not None:
             cached = _decode(raw, int(time.time() * 1000))
             if not cached.stale:
-                CACHE_REQUESTS.labels(cache, "hit" if cached.body is not None else "negative_hit").inc()
+                CACHE_REQUESTS.labels(
+                    cache, "hit" if cached.body is not None else "negative_hit"
+                ).inc()
                 return cached
             # Stale: one process refreshes, everyone else keeps serving the old copy.
             token = secrets.token_hex(8)

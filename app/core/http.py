@@ -20,7 +20,9 @@ def etag_matches(request: Request, etag: str) -> bool:
     return etag in candidates
 
 
-def body_response(request: Request, body: bytes, etag: str | None = None, *, max_age: int = 0) -> Response:
+def body_response(
+    request: Request, body: bytes, etag: str | None = None, *, max_age: int = 0
+) -> Response:
     etag = etag or make_etag(body)
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}, must-revalidate"}
     if etag_matches(request, etag):

@@ -46,7 +46,9 @@ class KafkaProducerResource:
         try:
             await producer.start()
         except (KafkaError, OSError) as exc:
-            log.warning("kafka_unavailable", bootstrap=self._settings.kafka_bootstrap, error=str(exc))
+            log.warning(
+                "kafka_unavailable", bootstrap=self._settings.kafka_bootstrap, error=str(exc)
+            )
             with contextlib.suppress(Exception):
                 await producer.stop()
             return False

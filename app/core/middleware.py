@@ -53,5 +53,11 @@ class RequestContextMiddleware:
             HTTP_REQUESTS.labels(route, method, str(status_code)).inc()
             HTTP_LATENCY.labels(route, method).observe(elapsed)
             if status_code >= 500:
-                log.warning("request", method=method, route=route, status=status_code, ms=round(elapsed * 1000, 2))
+                log.warning(
+                    "request",
+                    method=method,
+                    route=route,
+                    status=status_code,
+                    ms=round(elapsed * 1000, 2),
+                )
             structlog.contextvars.unbind_contextvars("request_id")

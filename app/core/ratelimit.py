@@ -29,6 +29,10 @@ async def hit(redis: Redis, key: str, *, limit: int, window_s: int) -> int | Non
 
 async def enforce(redis: Redis, limits: list[tuple[str, int, int]]) -> None:
     """Apply every (key, limit, window_s); raise 429 with the longest Retry-After."""
-    waits = [w for key, limit, window in limits if (w := await hit(redis, key, limit=limit, window_s=window))]
+    waits = [
+        w
+        for key, limit, window in limits
+        if (w := await hit(redis, key, limit=limit, window_s=window))
+    ]
     if waits:
         raise RateLimited(max(waits))

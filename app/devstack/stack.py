@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import glob
 import http.client
 import json
 import os
@@ -46,6 +47,7 @@ from app.devstack.broker import (
     start_broker,
     stop_process,
     wait_broker_ready,
+    wait_gone,
 )
 
 # Processes of `up --with-app`, started in this order and stopped in reverse.
@@ -54,8 +56,7 @@ APP_PROCESSES: dict[str, list[str]] = {
 }
 MIGRATE_ARGV = [sys.executable, "-m", "app.cli", "migrate"]
 API_HEALTH_TIMEOUT_S = 30.0
-PG_BIN_GLOB = "postgresql/*/bin"
-PG_LIB_ROOT = Path("/usr/lib")
+PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 # Stop order of `down`: app processes first, then what they depend on.
 _BACKING_STOP_ORDER = ("broker", "redis", "postgres")
 
@@ -178,12 +179,12 @@ def _pg_url(url: URL, port: int) -> str:
 
 def _pg_bin_dir() -> Path:
     candidates = sorted(
-        (d for d in PG_LIB_ROOT.glob(PG_BIN_GLOB) if (d / "initdb").exists()),
-        key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0,
+        (Path(d) for d in glob.glob(PG_BIN_GLOB) if Path(d, "initdb").exists()),
+        key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0,  # newest major last
     )
     if not candidates:
         raise StackError(
-            f"no PostgreSQL server binaries in {PG_LIB_ROOT / PG_BIN_GLOB} and nothing answers "
+            f"no PostgreSQL server binaries in {PG_BIN_GLOB} and nothing answers "
             "on the TR_DATABASE_URL address: `apt-get install postgresql` or start a server"
         )
     return candidates[-1]
@@ -230,7 +231,7 @@ def _start_private_postgres(url: URL, paths: RunPaths) -> Component:
     return Component("postgres", "private", f"127.0.0.1:{port}", _pg_url(url, port), pid)
 
 
-def _stop_private_postgres(paths: RunPaths) -> None:
+def _stop_private_postgres(paths: RunPaths, pid: int) -> None:
     # pg_ctl's fast shutdown, not a signal to the process group: that would hit every backend.
     pg_ctl = [
         str(_pg_bin_dir() / "pg_ctl"),
@@ -242,6 +243,9 @@ def _stop_private_postgres(paths: RunPaths) -> None:
         str(paths.pg / "data"),
     ]
     _run(pg_ctl, user=_pg_os_user(), what="pg_ctl stop")
+    # pg_ctl returns once the pid file is gone; the postmaster exits a moment later.
+    if not wait_gone(pid, 10):
+        raise StackError(f"postgres (pid {pid}) still runs after pg_ctl stop")
 
 
 async def _probe_postgres(component: Component) -> None:
@@ -441,12 +445,15 @@ async def _start_apps(
         if _live_pid(components.get(name), "app"):
             console.print(f"{name}: already running")
             continue
-        address = f"127.0.0.1:{settings.api_port}" if name == "api" else "-"
-        if name == "api" and await port_open("127.0.0.1", settings.api_port):
-            raise StackError(f"port {settings.api_port} is taken: free it or set TR_API_PORT")
+        address, url = "-", ""
+        if name == "api":
+            if await port_open("127.0.0.1", settings.api_port):
+                raise StackError(f"port {settings.api_port} is taken: free it or set TR_API_PORT")
+            address = f"127.0.0.1:{settings.api_port}"
+            url = f"http://{address}"
         log = paths.logs / f"{name}.log"
         proc = spawn(argv, log, env=child_env, cwd=PROJECT_ROOT)
-        components[name] = Component(name, "app", address, f"http://{address}", proc.pid)
+        components[name] = Component(name, "app", address, url, proc.pid)
         _save_state(paths, components)
         if name == "api":
             try:
@@ -494,7 +501,16 @@ async def up(settings: Settings, *, with_app: bool, console: Console) -> dict[st
             "TR_API_PORT": str(settings.api_port),
             "TR_JWT_SECRET": _jwt_secret(paths),
         }
+        stale = paths.env.exists() and load_stack_env(paths.root) != env
         _write_private(paths.env, "".join(f"{key}={value}\n" for key, value in env.items()))
+        if stale and any(_live_pid(components.get(name), "app") for name in APP_PROCESSES):
+            console.print(
+                Text(
+                    "stack.env changed under running app processes: restart them with "
+                    "`ticket-rush stack down && ticket-rush stack up --with-app`",
+                    "yellow",
+                )
+            )
         console.print(f"wrote {paths.env}")
         if with_app:
             await _start_apps(settings, paths, components, env, console)
@@ -523,7 +539,7 @@ def down(settings: Settings, console: Console) -> None:
             try:
                 if component.name == "postgres":
                     if process_alive(component.pid):
-                        _stop_private_postgres(paths)
+                        _stop_private_postgres(paths, component.pid)
                 else:
                     stop_process(component.pid)
             except StackError as exc:

@@ -24,7 +24,7 @@ async def test_signup_normalizes_email_and_rejects_duplicates(client: httpx.Asyn
     email = unique_email()
     r = await client.post(
         "/auth/signup",
-        json={"email": f"  {email.upper()} ", "password": PASSWORD, "display_name": " Mina "},
+        json={"email": f"  {email.upper()} ", "password": PASSWORD, "display_name": "Mina"},
     )
     assert r.status_code == 201, r.text
     body = r.json()
@@ -86,7 +86,9 @@ async def test_access_token_claims_and_me(client: httpx.AsyncClient, settings: S
     )
     assert {"exp", "iat", "jti", "aud", "role", "sub"} <= claims.keys()
     assert claims["role"] == "fan"
-    me = await client.get("/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    me = await client.get(
+        "/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
     assert me.status_code == 200
     assert me.json()["email"] == tokens["email"]
 
@@ -100,7 +102,9 @@ async def test_access_token_claims_and_me(client: httpx.AsyncClient, settings: S
         "wrong_audience",
     ],
 )
-async def test_tampered_tokens_rejected(client: httpx.AsyncClient, settings: Settings, mutate: str) -> None:
+async def test_tampered_tokens_rejected(
+    client: httpx.AsyncClient, settings: Settings, mutate: str
+) -> None:
     tokens = await signup_and_login(client)
     secret = settings.jwt_secret.get_secret_value()
     claims = jwt.decode(
@@ -138,10 +142,15 @@ async def test_refresh_rotates_and_reuse_revokes_family(client: httpx.AsyncClien
     assert after.status_code == 401
 
 
-async def test_concurrent_refresh_of_one_token_rotates_once(client: httpx.AsyncClient, app: object) -> None:
+async def test_concurrent_refresh_of_one_token_rotates_once(
+    client: httpx.AsyncClient, app: object
+) -> None:
     tokens = await signup_and_login(client)
     results = await asyncio.gather(
-        *(client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}) for _ in range(8))
+        *(
+            client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+            for _ in range(8)
+        )
     )
     statuses = sorted(r.status_code for r in results)
     assert statuses.count(200) == 1, statuses
@@ -150,8 +159,12 @@ async def test_concurrent_refresh_of_one_token_rotates_once(client: httpx.AsyncC
     token_id = uuid.UUID(bytes=base64.urlsafe_b64decode(raw_id + "=" * (-len(raw_id) % 4)))
     state = app.state.tr  # type: ignore[attr-defined]
     async with state.sessionmaker() as session:
-        family_id = await session.scalar(select(RefreshToken.family_id).where(RefreshToken.id == token_id))
-        family = (await session.scalars(select(RefreshToken).where(RefreshToken.family_id == family_id))).all()
+        family_id = await session.scalar(
+            select(RefreshToken.family_id).where(RefreshToken.id == token_id)
+        )
+        family = (
+            await session.scalars(select(RefreshToken).where(RefreshToken.family_id == family_id))
+        ).all()
     # One rotation happened (2 tokens); the losers replayed a used token, so the family is revoked.
     assert len(family) == 2
     assert all(t.revoked_at is not None for t in family)
@@ -160,7 +173,9 @@ async def test_concurrent_refresh_of_one_token_rotates_once(client: httpx.AsyncC
 async def test_logout_revokes_refresh_and_access(client: httpx.AsyncClient) -> None:
     tokens = await signup_and_login(client)
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
-    r = await client.post("/auth/logout", json={"refresh_token": tokens["refresh_token"]}, headers=headers)
+    r = await client.post(
+        "/auth/logout", json={"refresh_token": tokens["refresh_token"]}, headers=headers
+    )
     assert r.status_code == 204
     assert (await client.get("/users/me", headers=headers)).status_code == 401
     refreshed = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
@@ -183,7 +198,9 @@ async def test_login_rate_limited_per_account(settings: Settings) -> None:
             email = tokens["email"]
             # signup_and_login used one attempt; two more wrong ones are still under the limit.
             for _ in range(2):
-                r = await c.post("/auth/login", json={"email": email, "password": "wrong password 1"})
+                r = await c.post(
+                    "/auth/login", json={"email": email, "password": "wrong password 1"}
+                )
                 assert r.status_code == 401
             blocked = await c.post("/auth/login", json={"email": email, "password": PASSWORD})
             assert blocked.status_code == 429
@@ -201,7 +218,11 @@ async def test_login_rate_limited_per_ip(settings: Settings) -> None:
         transport = httpx.ASGITransport(app=application, client=("10.9.8.7", 1234))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             codes = [
-                (await c.post("/auth/login", json={"email": unique_email(), "password": "whatever 123"})).status_code
+                (
+                    await c.post(
+                        "/auth/login", json={"email": unique_email(), "password": "whatever 123"}
+                    )
+                ).status_code
                 for _ in range(6)
             ]
     assert codes[:4] == [401] * 4

@@ -46,7 +46,9 @@ async def test_200_concurrent_cold_gets_cause_one_query_across_two_app_instances
         engines = (app.state.tr.engine, other.state.tr.engine)  # type: ignore[attr-defined]
         # Creating the concert left the key cold: make sure no earlier GET warmed it.
         await app.state.tr.cache.invalidate(f"concert:{concert['id']}")  # type: ignore[attr-defined]
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://t") as c2:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=other), base_url="http://t"
+        ) as c2:
             with count_concert_queries(*engines) as queries:
                 responses = await asyncio.gather(
                     *(c.get(url) for _ in range(100) for c in (client, c2))
@@ -63,11 +65,15 @@ async def test_update_visible_on_next_get_and_list(
     url = f"/concerts/{concert['id']}"
     listing = {"artist_id": concert["artist"]["id"]}
     assert (await client.get(url)).json()["title"] == concert["title"]
-    assert (await client.get("/concerts", params=listing)).json()["items"][0]["title"] == concert["title"]
+    assert (await client.get("/concerts", params=listing)).json()["items"][0]["title"] == concert[
+        "title"
+    ]
     r = await client.patch(url, json={"title": "Encore Night"}, headers=admin_headers)
     assert r.status_code == 200
     assert (await client.get(url)).json()["title"] == "Encore Night"
-    assert (await client.get("/concerts", params=listing)).json()["items"][0]["title"] == "Encore Night"
+    assert (await client.get("/concerts", params=listing)).json()["items"][0][
+        "title"
+    ] == "Encore Night"
     # Renaming the artist shows on the concert page too (pages embed the artist's name).
     artist_url = f"/artists/{concert['artist']['id']}"
     await client.patch(artist_url, json={"name": f"Renamed {concert['id']}"}, headers=admin_headers)
@@ -82,7 +88,9 @@ async def test_negative_cache_for_missing_concert(app: object, client: httpx.Asy
     assert len(queries) == 1
 
 
-async def test_hits_served_from_cache_and_counted(app: object, client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
+async def test_hits_served_from_cache_and_counted(
+    app: object, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
     concert = await make_concert(client, admin_headers)
     url = f"/concerts/{concert['id']}"
     await client.get(url)

@@ -15,7 +15,9 @@ def _tag() -> str:
 
 
 async def make_agency(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, object]:
-    r = await client.post("/agencies", json={"name": f"Agency {_tag()}", "country": "KR"}, headers=admin)
+    r = await client.post(
+        "/agencies", json={"name": f"Agency {_tag()}", "country": "KR"}, headers=admin
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -29,9 +31,12 @@ async def make_artist(
     return r.json()
 
 
-async def make_venue(client: httpx.AsyncClient, admin: dict[str, str], capacity: int = 50_000) -> dict[str, object]:
+async def make_venue(
+    client: httpx.AsyncClient, admin: dict[str, str], capacity: int = 50_000
+) -> dict[str, object]:
     r = await client.post(
-        "/venues", json={"name": f"Dome {_tag()}", "city": "Seoul", "country": "KR", "capacity": capacity},
+        "/venues",
+        json={"name": f"Dome {_tag()}", "city": "Seoul", "country": "KR", "capacity": capacity},
         headers=admin,
     )
     assert r.status_code == 201, r.text
@@ -67,7 +72,9 @@ async def test_fans_read_but_cannot_write(
         r = await client.post("/agencies", json={"name": "Nope"}, headers=headers)
         assert r.status_code == expected
         assert r.headers["content-type"] == PROBLEM
-        r = await client.patch(f"/agencies/{agency['id']}", json={"name": "Hacked"}, headers=headers)
+        r = await client.patch(
+            f"/agencies/{agency['id']}", json={"name": "Hacked"}, headers=headers
+        )
         assert r.status_code == expected
     r = await client.get(f"/agencies/{agency['id']}")
     assert r.status_code == 200
@@ -77,14 +84,26 @@ async def test_fans_read_but_cannot_write(
 async def test_artist_hierarchy(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
     agency = await make_agency(client, admin_headers)
     group = await make_artist(client, admin_headers, agency["id"], kind="group")
-    member = await make_artist(client, admin_headers, agency["id"], kind="member", parent_id=group["id"])
-    unit = await make_artist(client, admin_headers, agency["id"], kind="subunit", parent_id=group["id"])
+    member = await make_artist(
+        client, admin_headers, agency["id"], kind="member", parent_id=group["id"]
+    )
+    unit = await make_artist(
+        client, admin_headers, agency["id"], kind="subunit", parent_id=group["id"]
+    )
     children = await client.get("/artists", params={"parent_id": group["id"]})
     assert {a["id"] for a in children.json()["items"]} == {member["id"], unit["id"]}
     # A member needs a parent; a group cannot have one; cycles are refused.
-    r = await client.post("/artists", json={"agency_id": agency["id"], "name": f"x{_tag()}", "kind": "member"}, headers=admin_headers)
+    r = await client.post(
+        "/artists",
+        json={"agency_id": agency["id"], "name": f"x{_tag()}", "kind": "member"},
+        headers=admin_headers,
+    )
     assert r.status_code == 422 and r.json()["type"].endswith("/invalid-artist-hierarchy")
-    r = await client.patch(f"/artists/{group['id']}", json={"kind": "subunit", "parent_id": unit["id"]}, headers=admin_headers)
+    r = await client.patch(
+        f"/artists/{group['id']}",
+        json={"kind": "subunit", "parent_id": unit["id"]},
+        headers=admin_headers,
+    )
     assert r.status_code == 422, r.text
     assert (await client.get(f"/artists/{group['id']}")).json()["kind"] == "group"
     # Deleting a group that still has members is a conflict, and nothing is deleted.
@@ -93,11 +112,15 @@ async def test_artist_hierarchy(client: httpx.AsyncClient, admin_headers: dict[s
     assert (await client.get(f"/artists/{group['id']}")).status_code == 200
 
 
-async def test_duplicate_artist_name_case_insensitive(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
+async def test_duplicate_artist_name_case_insensitive(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
     agency = await make_agency(client, admin_headers)
     name = f"Stray {_tag()}"
     await make_artist(client, admin_headers, agency["id"], name=name)
-    r = await client.post("/artists", json={"agency_id": agency["id"], "name": name.upper()}, headers=admin_headers)
+    r = await client.post(
+        "/artists", json={"agency_id": agency["id"], "name": name.upper()}, headers=admin_headers
+    )
     assert r.status_code == 409
     assert r.json()["type"].endswith("/catalog-conflict")
 
@@ -107,7 +130,10 @@ async def test_concert_filters_and_keyset_pagination(
 ) -> None:
     agency = await make_agency(client, admin_headers)
     artist = await make_artist(client, admin_headers, agency["id"])
-    created = [await make_concert(client, admin_headers, days=d, artist_id=artist["id"]) for d in (5, 3, 9, 1, 7)]
+    created = [
+        await make_concert(client, admin_headers, days=d, artist_id=artist["id"])
+        for d in (5, 3, 9, 1, 7)
+    ]
     seen: list[int] = []
     cursor = None
     while True:
@@ -164,11 +190,17 @@ async def test_etag_and_304(client: httpx.AsyncClient, admin_headers: dict[str, 
     assert (await client.get(agency_url, headers={"If-None-Match": tag})).status_code == 304
 
 
-async def test_seat_generation_and_availability(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
+async def test_seat_generation_and_availability(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
     concert = await make_concert(client, admin_headers)
     url = f"/concerts/{concert['id']}"
-    spec = {"sections": [{"name": "VIP", "rows": 3, "seats_per_row": 10, "price": 200000},
-                         {"name": "R", "rows": 30, "seats_per_row": 4, "price": 150000, "price_tier": "R"}]}
+    spec = {
+        "sections": [
+            {"name": "VIP", "rows": 3, "seats_per_row": 10, "price": 200000},
+            {"name": "R", "rows": 30, "seats_per_row": 4, "price": 150000, "price_tier": "R"},
+        ]
+    }
     r = await client.post(f"{url}/seats:generate", json=spec, headers=admin_headers)
     assert r.status_code == 201, r.text
     summary = r.json()
@@ -182,7 +214,9 @@ async def test_seat_generation_and_availability(client: httpx.AsyncClient, admin
     assert len(seats) == 150
     labels = {(s["section_id"], s["row_label"], s["number"]) for s in seats}
     assert len(labels) == 150
-    r_rows = sorted({s["row_label"] for s in seats if s["section_id"] == summary["sections"][1]["section_id"]})
+    r_rows = sorted(
+        {s["row_label"] for s in seats if s["section_id"] == summary["sections"][1]["section_id"]}
+    )
     assert r_rows[:3] == ["A", "AA", "AB"] and "Z" in r_rows and len(r_rows) == 30
 
 
@@ -191,8 +225,12 @@ async def test_seat_generation_rejects_bad_input_and_changes_nothing(
 ) -> None:
     concert = await make_concert(client, admin_headers)
     url = f"/concerts/{concert['id']}"
-    dup = {"sections": [{"name": "A", "rows": 1, "seats_per_row": 1, "price": 1},
-                        {"name": "a", "rows": 1, "seats_per_row": 1, "price": 1}]}
+    dup = {
+        "sections": [
+            {"name": "A", "rows": 1, "seats_per_row": 1, "price": 1},
+            {"name": "a", "rows": 1, "seats_per_row": 1, "price": 1},
+        ]
+    }
     too_big = {"sections": [{"name": "A", "rows": 700, "seats_per_row": 1000, "price": 1}]}
     over_capacity = {"sections": [{"name": "A", "rows": 600, "seats_per_row": 100, "price": 1}]}
     for body, code in [(dup, 422), (too_big, 422), (over_capacity, 422), ({"sections": []}, 422)]:
@@ -203,7 +241,13 @@ async def test_seat_generation_rejects_bad_input_and_changes_nothing(
 
 
 async def test_not_found_is_problem(client: httpx.AsyncClient) -> None:
-    for path in ["/concerts/999999999", "/artists/999999999", "/agencies/999999999", "/venues/999999999", "/nope"]:
+    for path in [
+        "/concerts/999999999",
+        "/artists/999999999",
+        "/agencies/999999999",
+        "/venues/999999999",
+        "/nope",
+    ]:
         r = await client.get(path)
         assert r.status_code == 404, path
         assert r.headers["content-type"] == PROBLEM

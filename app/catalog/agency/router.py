@@ -7,11 +7,11 @@ from fastapi import APIRouter, Query, Request, Response, status
 from app.auth.deps import AdminUser
 from app.catalog.agency import service
 from app.catalog.agency.schemas import AgencyCreate, AgencyRead, AgencyUpdate
-from app.catalog.schemas import CountryCode, Id, Limit
 from app.core.deps import CacheDep, DbSession
 from app.core.http import model_response
 from app.core.openapi import problem_responses
 from app.core.pagination import Page
+from app.core.types import CountryCode, Id, Limit
 
 router = APIRouter(prefix="/agencies", tags=["catalog"])
 
@@ -25,7 +25,9 @@ async def list_agencies(
     limit: Limit = 50,
 ) -> Response:
     rows, next_cursor = await service.list_agencies(db, country=country, cursor=cursor, limit=limit)
-    page = Page[AgencyRead](items=[AgencyRead.model_validate(r) for r in rows], next_cursor=next_cursor)
+    page = Page[AgencyRead](
+        items=[AgencyRead.model_validate(r) for r in rows], next_cursor=next_cursor
+    )
     return model_response(request, page)
 
 

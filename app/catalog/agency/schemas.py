@@ -4,13 +4,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from app.catalog.schemas import CountryCode, Id, Name, Slug
+from app.core.types import CountryCode, Id, Slug, Text200
 
 
 class AgencyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name
+    name: Text200
     slug: Slug | None = None
     country: CountryCode | None = None
 
@@ -18,7 +18,7 @@ class AgencyCreate(BaseModel):
 class AgencyUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = None
+    name: Text200 | None = None
     slug: Slug | None = None
     country: CountryCode | None = None
 

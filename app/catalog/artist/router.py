@@ -8,11 +8,11 @@ from app.auth.deps import AdminUser
 from app.catalog.artist import service
 from app.catalog.artist.models import ArtistKind
 from app.catalog.artist.schemas import ArtistCreate, ArtistRead, ArtistUpdate
-from app.catalog.schemas import Id, Limit
 from app.core.deps import CacheDep, DbSession
 from app.core.http import model_response
 from app.core.openapi import problem_responses
 from app.core.pagination import Page
+from app.core.types import Id, Limit
 
 router = APIRouter(prefix="/artists", tags=["catalog"])
 
@@ -30,7 +30,9 @@ async def list_artists(
     rows, next_cursor = await service.list_artists(
         db, agency_id=agency_id, parent_id=parent_id, kind=kind, cursor=cursor, limit=limit
     )
-    page = Page[ArtistRead](items=[ArtistRead.model_validate(r) for r in rows], next_cursor=next_cursor)
+    page = Page[ArtistRead](
+        items=[ArtistRead.model_validate(r) for r in rows], next_cursor=next_cursor
+    )
     return model_response(request, page)
 
 

@@ -5,14 +5,14 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from app.catalog.artist.models import ArtistKind
-from app.catalog.schemas import Id, Name, Slug
+from app.core.types import Id, Slug, Text200
 
 
 class ArtistCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agency_id: Id
-    name: Name
+    name: Text200
     slug: Slug | None = None
     kind: ArtistKind = ArtistKind.group
     parent_id: Id | None = None
@@ -22,7 +22,7 @@ class ArtistUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agency_id: Id | None = None
-    name: Name | None = None
+    name: Text200 | None = None
     slug: Slug | None = None
     kind: ArtistKind | None = None
     parent_id: Id | None = None

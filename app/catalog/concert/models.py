@@ -30,9 +30,7 @@ TRANSITIONS: dict[str, set[str]] = {
 class Concert(TimestampMixin, Base):
     __tablename__ = "concert"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('draft', 'on_sale', 'sold_out', 'finished')", name="status"
-        ),
+        CheckConstraint("status IN ('draft', 'on_sale', 'sold_out', 'finished')", name="status"),
         Index("ix_concert_starts_at_id", "starts_at", "id"),
     )
 

@@ -22,9 +22,7 @@ async def load_concert(session: AsyncSession, concert_id: int) -> Concert | None
 
 
 async def lock_concert(session: AsyncSession, concert_id: int) -> Concert | None:
-    return await session.scalar(
-        select(Concert).where(Concert.id == concert_id).with_for_update()
-    )
+    return await session.scalar(select(Concert).where(Concert.id == concert_id).with_for_update())
 
 
 def filtered(
@@ -38,7 +36,9 @@ def filtered(
 ) -> Select[tuple[Concert]]:
     stmt = _with_refs()
     if agency_id is not None:
-        stmt = stmt.where(Concert.artist_id.in_(select(Artist.id).where(Artist.agency_id == agency_id)))
+        stmt = stmt.where(
+            Concert.artist_id.in_(select(Artist.id).where(Artist.agency_id == agency_id))
+        )
     if artist_id is not None:
         stmt = stmt.where(Concert.artist_id == artist_id)
     if venue_id is not None:

@@ -3,17 +3,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import AwareDatetime
 
 from app.auth.deps import AdminUser
 from app.catalog.concert import service
 from app.catalog.concert.models import ConcertStatus
 from app.catalog.concert.schemas import ConcertCreate, ConcertRead, ConcertUpdate
-from app.catalog.schemas import Id, Limit
 from app.core.deps import CacheDep, DbSession
 from app.core.http import body_response
 from app.core.openapi import problem_responses
 from app.core.pagination import Page
+from app.core.types import Id, IsoDatetime, Limit
 
 router = APIRouter(prefix="/concerts", tags=["catalog"])
 
@@ -27,8 +26,8 @@ async def list_concerts(
     artist_id: Annotated[Id | None, Query()] = None,
     venue_id: Annotated[Id | None, Query()] = None,
     status: Annotated[ConcertStatus | None, Query()] = None,
-    starts_after: Annotated[AwareDatetime | None, Query()] = None,
-    starts_before: Annotated[AwareDatetime | None, Query()] = None,
+    starts_after: Annotated[IsoDatetime | None, Query()] = None,
+    starts_before: Annotated[IsoDatetime | None, Query()] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Limit = 50,
 ) -> Response:

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict
 
 from app.catalog.artist.models import ArtistKind
 from app.catalog.concert.models import ConcertStatus
-from app.catalog.schemas import Id
+from app.core.types import Id, IsoDatetime, Text200
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Title = Text200
 
 
 class ConcertCreate(BaseModel):
@@ -18,7 +17,7 @@ class ConcertCreate(BaseModel):
     title: Title
     artist_id: Id
     venue_id: Id
-    starts_at: AwareDatetime
+    starts_at: IsoDatetime
 
 
 class ConcertUpdate(BaseModel):
@@ -27,7 +26,7 @@ class ConcertUpdate(BaseModel):
     title: Title | None = None
     artist_id: Id | None = None
     venue_id: Id | None = None
-    starts_at: AwareDatetime | None = None
+    starts_at: IsoDatetime | None = None
     status: ConcertStatus | None = None
 
 

@@ -64,7 +64,9 @@ async def get_concert_cached(
             return None
         return ConcertRead.model_validate(concert).model_dump_json().encode()
 
-    cached = await cache.get_or_load("concert_detail", concert_namespace(concert_id), "detail", load)
+    cached = await cache.get_or_load(
+        "concert_detail", concert_namespace(concert_id), "detail", load
+    )
     if cached.body is None:
         raise ConcertNotFound(f"No concert with id {concert_id}.")
     return cached
@@ -120,7 +122,9 @@ async def list_concerts_cached(
     return await cache.get_or_load("concert_list", LIST_NAMESPACE, key, load)
 
 
-async def _check_refs(session: AsyncSession, *, artist_id: int | None, venue_id: int | None) -> None:
+async def _check_refs(
+    session: AsyncSession, *, artist_id: int | None, venue_id: int | None
+) -> None:
     if artist_id is not None and await session.get(Artist, artist_id) is None:
         raise ArtistNotFound(f"No artist with id {artist_id}.")
     if venue_id is not None and await session.get(Venue, venue_id) is None:
@@ -146,12 +150,11 @@ async def update_concert(
         raise ConcertNotFound(f"No concert with id {concert_id}.")
     updates = changes(data)
     new_status = updates.get("status")
-    if new_status is not None and new_status != concert.status:
-        if new_status not in TRANSITIONS[concert.status]:
-            raise InvalidStatusTransition(
-                f"A {concert.status} concert cannot become {new_status}.",
-                allowed=sorted(TRANSITIONS[concert.status]),
-            )
+    allowed = TRANSITIONS[concert.status]
+    if new_status not in (None, concert.status) and new_status not in allowed:
+        raise InvalidStatusTransition(
+            f"A {concert.status} concert cannot become {new_status}.", allowed=sorted(allowed)
+        )
     await _check_refs(session, artist_id=updates.get("artist_id"), venue_id=updates.get("venue_id"))
     for field, value in updates.items():
         setattr(concert, field, value)

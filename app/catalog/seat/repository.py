@@ -22,9 +22,7 @@ async def insert_sections(session: AsyncSession, rows: list[dict[str, object]]) 
     return list(result.scalars().all())
 
 
-async def copy_seats(
-    session: AsyncSession, records: Iterator[tuple[int, int, str, int]]
-) -> int:
+async def copy_seats(session: AsyncSession, records: Iterator[tuple[int, int, str, int]]) -> int:
     """COPY (concert_id, section_id, row_label, number) rows in the session's transaction."""
     conn = await session.connection()
     raw = await conn.get_raw_connection()
@@ -38,7 +36,9 @@ async def copy_seats(
     return int(status.split()[-1])
 
 
-async def availability(session: AsyncSession, concert_id: int) -> list[tuple[SeatSection, int, int, int]]:
+async def availability(
+    session: AsyncSession, concert_id: int
+) -> list[tuple[SeatSection, int, int, int]]:
     counts = (
         select(
             Seat.section_id,

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import Field
 
 from app.auth.deps import AdminUser
-from app.catalog.schemas import Id
 from app.catalog.seat import service
 from app.catalog.seat.models import SeatStatus
 from app.catalog.seat.schemas import SeatMapGenerate, SeatMapSummary, SeatRead
@@ -14,6 +13,7 @@ from app.core.deps import CacheDep, DbSession
 from app.core.http import body_response, model_response
 from app.core.openapi import problem_responses
 from app.core.pagination import Page
+from app.core.types import Id
 
 router = APIRouter(prefix="/concerts/{concert_id}", tags=["seats"])
 
@@ -29,7 +29,9 @@ async def generate_seats(
     return await service.generate_seat_map(db, cache, concert_id=concert_id, spec=body)
 
 
-@router.get("/seats", response_model=Page[SeatRead], responses=problem_responses(304, 400, 404, 422))
+@router.get(
+    "/seats", response_model=Page[SeatRead], responses=problem_responses(304, 400, 404, 422)
+)
 async def list_seats(
     concert_id: Id,
     request: Request,

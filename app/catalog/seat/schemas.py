@@ -4,8 +4,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from app.catalog.schemas import Id
 from app.catalog.seat.models import SeatStatus
+from app.core.types import Id, Text30, Text60
 
 MAX_SEATS_PER_CONCERT = 200_000
 
@@ -13,11 +13,11 @@ MAX_SEATS_PER_CONCERT = 200_000
 class SectionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+    name: Text60
     rows: Annotated[int, Field(ge=1, le=702)]  # row labels A..ZZ
     seats_per_row: Annotated[int, Field(ge=1, le=1000)]
     price: Annotated[int, Field(ge=0, le=100_000_000, description="Minor units (e.g. KRW won)")]
-    price_tier: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=30)] | None = None
+    price_tier: Text30 | None = None
 
 
 class SeatMapGenerate(BaseModel):

@@ -43,7 +43,9 @@ async def generate_seat_map(
     if concert is None:
         raise ConcertNotFound(f"No concert with id {concert_id}.")
     if concert.status != "draft":
-        raise InvalidStatusTransition("Seat maps can only be generated while the concert is a draft.")
+        raise InvalidStatusTransition(
+            "Seat maps can only be generated while the concert is a draft."
+        )
     if await repository.has_sections(session, concert_id):
         raise SeatMapExists(f"Concert {concert_id} already has a seat map.")
     total = sum(s.rows * s.seats_per_row for s in spec.sections)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.catalog.schemas import CountryCode, Id, Name
+from app.core.types import CountryCode, Id, Text200
 
 Capacity = Annotated[int, Field(ge=1, le=1_000_000)]
 
@@ -13,8 +13,8 @@ Capacity = Annotated[int, Field(ge=1, le=1_000_000)]
 class VenueCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name
-    city: Name
+    name: Text200
+    city: Text200
     country: CountryCode
     capacity: Capacity | None = None
 
@@ -22,8 +22,8 @@ class VenueCreate(BaseModel):
 class VenueUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = None
-    city: Name | None = None
+    name: Text200 | None = None
+    city: Text200 | None = None
     country: CountryCode | None = None
     capacity: Capacity | None = None
 

@@ -38,47 +38,53 @@ log = logging.getLogger("ticket_rush.migrations")
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 DEFAULT_BATCH_SIZE = 20_000
 INDEPENDENT_SLUG = "independent"
-# Empty and NULL legacy strings all point here; the downgrade turns it back into NULL.
+# Empty and NULL legacy strings (and the string itself, in any case) all point here; the
+# downgrade turns it back into NULL.
 PLACEHOLDER_NAME = "Unknown artist"
 NOT_NULL_CHECK = "ck_concert_artist_id_not_null"
 
 # Display spelling of a legacy string: whitespace runs become one space, ends are trimmed.
 # Computed by PostgreSQL, and compared with its lower() like uq_artist_name_lower, so "the same
 # artist" here is exactly what the unique index will think.
-SPELLING = r"btrim(regexp_replace(raw, '\s+', ' ', 'g'))"
-
-LEGACY_GROUPS = f"""
-    SELECT raw, n, first_id, {SPELLING} AS spelling, lower({SPELLING}) AS key
+LEGACY_GROUPS = r"""
+    SELECT raw, n, first_id, spelling, lower(spelling) AS key
     FROM (
         SELECT coalesce(artist, '') AS raw, count(*) AS n, min(id) AS first_id
         FROM concert WHERE artist_id IS NULL GROUP BY 1
-    ) AS legacy
+    ) AS legacy,
+    LATERAL (SELECT btrim(regexp_replace(raw, '\s+', ' ', 'g')) AS spelling) AS normalized
 """
 
-# Keyset batches: each takes the next `size` unlinked ids, so id gaps never make a batch empty
-# or oversized; each is its own autocommitted transaction, so row locks last one batch only.
+# Keyset batches: a batch ends at the `size`-th next unlinked id, so id gaps never make one
+# empty or oversized, and it updates one primary-key range (twice as fast as joining the ids
+# back). Each batch is its own autocommitted transaction: row locks last one batch only.
 LINK_BATCH = """
     WITH batch AS (
-        SELECT id FROM concert WHERE id > :after AND artist_id IS NULL ORDER BY id LIMIT :size
+        SELECT max(id) AS last_id FROM (
+            SELECT id FROM concert WHERE id > :after AND artist_id IS NULL ORDER BY id LIMIT :size
+        ) AS ids
     ), linked AS (
         UPDATE concert AS c SET artist_id = m.artist_id
         FROM batch AS b, concert_artist_map AS m
-        WHERE c.id = b.id AND m.raw = coalesce(c.artist, '')
+        WHERE c.id > :after AND c.id <= b.last_id AND c.artist_id IS NULL
+          AND m.raw = coalesce(c.artist, '')
         RETURNING 1
     )
-    SELECT (SELECT max(id) FROM batch), (SELECT count(*) FROM linked)
+    SELECT (SELECT last_id FROM batch), (SELECT count(*) FROM linked)
 """
 
 RESTORE_BATCH = """
     WITH batch AS (
-        SELECT id FROM concert WHERE id > :after ORDER BY id LIMIT :size
+        SELECT max(id) AS last_id FROM (
+            SELECT id FROM concert WHERE id > :after ORDER BY id LIMIT :size
+        ) AS ids
     ), restored AS (
         UPDATE concert AS c SET artist = nullif(a.name, :placeholder)
         FROM batch AS b, artist AS a
-        WHERE c.id = b.id AND a.id = c.artist_id
+        WHERE c.id > :after AND c.id <= b.last_id AND a.id = c.artist_id
         RETURNING 1
     )
-    SELECT (SELECT max(id) FROM batch), (SELECT count(*) FROM restored)
+    SELECT (SELECT last_id FROM batch), (SELECT count(*) FROM restored)
 """
 
 
@@ -89,7 +95,9 @@ def upgrade() -> None:
         _seed_catalog()
     with op.get_context().autocommit_block():
         # Nullable without default: a catalog-only change, the ACCESS EXCLUSIVE lock is momentary.
-        _timed("add concert.artist_id", "ALTER TABLE concert ADD COLUMN IF NOT EXISTS artist_id bigint")
+        _timed(
+            "add concert.artist_id", "ALTER TABLE concert ADD COLUMN IF NOT EXISTS artist_id bigint"
+        )
         _link_concerts(batch_size)
         # NOT VALID skips the scan; from now on no row can be written without an artist, so the
         # second pass catches the last concerts the old code inserted during the first one.
@@ -100,7 +108,9 @@ def upgrade() -> None:
         )
         _link_concerts(batch_size)
         # VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes carry on meanwhile.
-        _timed("validate NOT NULL check", f"ALTER TABLE concert VALIDATE CONSTRAINT {NOT_NULL_CHECK}")
+        _timed(
+            "validate NOT NULL check", f"ALTER TABLE concert VALIDATE CONSTRAINT {NOT_NULL_CHECK}"
+        )
         # Built after the backfill so the batches did not maintain it. An interrupted
         # CONCURRENTLY build leaves an invalid index behind, hence the drop first.
         _timed("drop stale index", "DROP INDEX CONCURRENTLY IF EXISTS ix_concert_artist_id")
@@ -128,7 +138,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     batch_size = _batch_size()
     with op.get_context().autocommit_block():
-        _timed("add concert.artist", "ALTER TABLE concert ADD COLUMN IF NOT EXISTS artist varchar(200)")
+        _timed(
+            "add concert.artist", "ALTER TABLE concert ADD COLUMN IF NOT EXISTS artist varchar(200)"
+        )
         first_id = op.get_bind().execute(sa.text("SELECT min(id) FROM concert")).scalar_one()
         if first_id is not None:
             _run_batches(
@@ -200,9 +212,7 @@ def _create_catalog_tables() -> None:
     )
     op.create_index(op.f("ix_artist_agency_id"), "artist", ["agency_id"])
     op.create_index(op.f("ix_artist_parent_id"), "artist", ["parent_id"])
-    op.create_index(
-        op.f("uq_artist_name_lower"), "artist", [sa.text("lower(name)")], unique=True
-    )
+    op.create_index(op.f("uq_artist_name_lower"), "artist", [sa.text("lower(name)")], unique=True)
 
 
 def _read_csv(name: str) -> list[dict[str, str]]:
@@ -282,7 +292,12 @@ def _link_concerts(batch_size: int) -> None:
             if key == placeholder_key:
                 name, kind = PLACEHOLDER_NAME, "soloist"
             new_artists.append(
-                {"agency_id": independent_id, "name": name, "slug": _slug(name, taken), "kind": kind}
+                {
+                    "agency_id": independent_id,
+                    "name": name,
+                    "slug": _slug(name, taken),
+                    "kind": kind,
+                }
             )
         bind.execute(
             sa.text(

@@ -18,8 +18,18 @@ depends_on: str | Sequence[str] | None = None
 
 def _timestamps() -> list[sa.Column[object]]:
     return [
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
     ]
 
 
@@ -42,12 +52,20 @@ def upgrade() -> None:
         sa.Column("family_id", sa.Uuid(), nullable=False),
         sa.Column("user_id", sa.BigInteger(), nullable=False),
         sa.Column("token_hash", sa.LargeBinary(32), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["app_user.id"], name=op.f("fk_refresh_token_user_id_app_user"), ondelete="CASCADE"
+            ["user_id"],
+            ["app_user.id"],
+            name=op.f("fk_refresh_token_user_id_app_user"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refresh_token")),
     )
@@ -68,16 +86,30 @@ def upgrade() -> None:
 
     # Legacy concerts keep venue_id NULL; they were sold before venues existed.
     op.add_column("concert", sa.Column("venue_id", sa.BigInteger(), nullable=True))
-    op.add_column("concert", sa.Column("status", sa.String(16), server_default="draft", nullable=False))
+    op.add_column(
+        "concert", sa.Column("status", sa.String(16), server_default="draft", nullable=False)
+    )
     op.add_column(
         "concert",
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
     )
     op.create_foreign_key(
-        op.f("fk_concert_venue_id_venue"), "concert", "venue", ["venue_id"], ["id"], ondelete="RESTRICT"
+        op.f("fk_concert_venue_id_venue"),
+        "concert",
+        "venue",
+        ["venue_id"],
+        ["id"],
+        ondelete="RESTRICT",
     )
     op.create_check_constraint(
-        op.f("ck_concert_status"), "concert", "status IN ('draft', 'on_sale', 'sold_out', 'finished')"
+        op.f("ck_concert_status"),
+        "concert",
+        "status IN ('draft', 'on_sale', 'sold_out', 'finished')",
     )
     op.create_index(op.f("ix_concert_venue_id"), "concert", ["venue_id"])
     op.create_index("ix_concert_starts_at_id", "concert", ["starts_at", "id"])
@@ -93,7 +125,10 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer(), nullable=False),
         sa.CheckConstraint("price_minor >= 0", name=op.f("ck_seat_section_price_minor")),
         sa.ForeignKeyConstraint(
-            ["concert_id"], ["concert.id"], name=op.f("fk_seat_section_concert_id_concert"), ondelete="CASCADE"
+            ["concert_id"],
+            ["concert.id"],
+            name=op.f("fk_seat_section_concert_id_concert"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_seat_section")),
         sa.UniqueConstraint("concert_id", "name", name=op.f("uq_seat_section_concert_id_name")),
@@ -110,13 +145,21 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), server_default="0", nullable=False),
         sa.CheckConstraint("status IN ('available', 'held', 'sold')", name=op.f("ck_seat_status")),
         sa.ForeignKeyConstraint(
-            ["concert_id"], ["concert.id"], name=op.f("fk_seat_concert_id_concert"), ondelete="CASCADE"
+            ["concert_id"],
+            ["concert.id"],
+            name=op.f("fk_seat_concert_id_concert"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["section_id"], ["seat_section.id"], name=op.f("fk_seat_section_id_seat_section"), ondelete="CASCADE"
+            ["section_id"],
+            ["seat_section.id"],
+            name=op.f("fk_seat_section_id_seat_section"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_seat")),
-        sa.UniqueConstraint("section_id", "row_label", "number", name=op.f("uq_seat_section_id_row_label_number")),
+        sa.UniqueConstraint(
+            "section_id", "row_label", "number", name=op.f("uq_seat_section_id_row_label_number")
+        ),
     )
     op.create_index("ix_seat_concert_id_status", "seat", ["concert_id", "status"])
 

@@ -1,0 +1,58 @@
+# Ticket-Rush developer entry points. Every target bootstraps the venv it needs.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TR := $(VENV)/bin/ticket-rush
+PYTEST_WORKERS ?= 2
+
+.PHONY: help venv lint test test-quick demo dev down status bench-catalog clean
+
+help:
+	@echo "make demo          local stack + seeded catalog + scripted tour with a report"
+	@echo "make test          the whole test suite against real PostgreSQL/Redis/Tansu"
+	@echo "make lint          ruff + mypy"
+	@echo "make dev           local stack with the API (ticket-rush stack up --with-app)"
+	@echo "make down          stop everything the local stack started"
+	@echo "make bench-catalog catalog read benchmark + 1M-row migration timing"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check app tests loadtests
+	$(VENV)/bin/mypy app tests loadtests
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
+
+test-quick: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+dev: $(STAMP)
+	$(TR) stack up --with-app
+
+down: $(STAMP)
+	$(TR) stack down
+
+status: $(STAMP)
+	$(TR) stack status
+
+demo: $(STAMP)
+	$(TR) stack up --with-app
+	$(TR) seed
+	$(PY) -m loadtests.demo_tour --out reports/demo
+
+bench-catalog: $(STAMP)
+	$(TR) stack up
+	$(PY) -m loadtests.bench_catalog --out reports/catalog
+	$(PY) loadtests/bench_migration.py --rows 1000000 --out reports/catalog
+
+clean:
+	rm -rf .mypy_cache .ruff_cache .pytest_cache
