@@ -26,7 +26,7 @@ async def readyz(state: State, response: Response) -> dict[str, object]:
         return True
 
     async def redis() -> bool:
-        return bool(await state.redis.ping())  # type: ignore[misc]
+        return bool(await state.redis.ping())
 
     async def check(probe: object) -> bool:
         try:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -93,7 +94,7 @@ def unique_email(tag: str = "fan") -> str:
 PASSWORD = "correct horse battery staple"
 
 
-async def signup_and_login(client: httpx.AsyncClient, email: str | None = None) -> dict[str, str]:
+async def signup_and_login(client: httpx.AsyncClient, email: str | None = None) -> dict[str, Any]:
     email = email or unique_email()
     r = await client.post(
         "/auth/signup", json={"email": email, "password": PASSWORD, "display_name": "Fan"}
@@ -101,7 +102,8 @@ async def signup_and_login(client: httpx.AsyncClient, email: str | None = None) 
     assert r.status_code == 201, r.text
     r = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
     assert r.status_code == 200, r.text
-    return r.json() | {"email": email}
+    tokens: dict[str, Any] = r.json() | {"email": email}
+    return tokens
 
 
 @pytest.fixture

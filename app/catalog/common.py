@@ -37,7 +37,7 @@ async def commit_or_conflict(session: AsyncSession, conflict: type[Conflict], de
 
 async def keyset_page(
     session: AsyncSession,
-    stmt: Select[tuple[T]],
+    stmt: Select[T],
     *,
     order: Sequence[InstrumentedAttribute[Any]],
     cursor: str | None,

@@ -141,9 +141,9 @@ class ResponseCache:
                 return await self._load(cache, data_key, lock_key, token, loader)
             # Another process is loading this key: wait for its result rather than stampede.
             await asyncio.sleep(0.005)
-            raw = await self._redis.get(data_key)
-            if raw is not None:
-                return _decode(raw, int(time.time() * 1000))
+            loaded = await self._redis.get(data_key)
+            if isinstance(loaded, bytes):
+                return _decode(loaded, int(time.time() * 1000))
             if time.monotonic() > deadline:
                 return await self._load(cache, data_key, None, "", loader)
 
@@ -153,8 +153,8 @@ class ResponseCache:
         try:
             CACHE_LOADS.labels(cache).inc()
             body = await loader()
-            fresh_s = self._ttl_s if body is not None else self._negative_ttl_s
-            fresh_s = fresh_s * (1 + random.uniform(-self._jitter, self._jitter))  # noqa: S311
+            base_s = self._ttl_s if body is not None else self._negative_ttl_s
+            fresh_s = base_s * (1 + random.uniform(-self._jitter, self._jitter))  # noqa: S311
             now_ms = int(time.time() * 1000)
             # Keep entries twice as long as they are fresh so a stale copy can be served
             # while one loader refreshes.

@@ -21,7 +21,7 @@ return {n, ttl}
 
 async def hit(redis: Redis, key: str, *, limit: int, window_s: int) -> int | None:
     """Count one hit; return the seconds to wait if the limit is exceeded, else None."""
-    count, ttl_ms = await redis.eval(_HIT, 1, key, window_s * 1000)  # type: ignore[misc]
+    count, ttl_ms = await redis.eval(_HIT, 1, key, window_s * 1000)
     if int(count) > limit:
         return max(1, -(-int(ttl_ms) // 1000))
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -14,7 +15,7 @@ def _tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
-async def make_agency(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, object]:
+async def make_agency(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
     r = await client.post(
         "/agencies", json={"name": f"Agency {_tag()}", "country": "KR"}, headers=admin
     )
@@ -24,7 +25,7 @@ async def make_agency(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[
 
 async def make_artist(
     client: httpx.AsyncClient, admin: dict[str, str], agency_id: object, **extra: object
-) -> dict[str, object]:
+) -> dict[str, Any]:
     body = {"agency_id": agency_id, "name": f"Artist {_tag()}"} | extra
     r = await client.post("/artists", json=body, headers=admin)
     assert r.status_code == 201, r.text
@@ -33,7 +34,7 @@ async def make_artist(
 
 async def make_venue(
     client: httpx.AsyncClient, admin: dict[str, str], capacity: int = 50_000
-) -> dict[str, object]:
+) -> dict[str, Any]:
     r = await client.post(
         "/venues",
         json={"name": f"Dome {_tag()}", "city": "Seoul", "country": "KR", "capacity": capacity},
@@ -45,7 +46,7 @@ async def make_venue(
 
 async def make_concert(
     client: httpx.AsyncClient, admin: dict[str, str], *, days: int = 10, artist_id: object = None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     if artist_id is None:
         agency = await make_agency(client, admin)
         artist_id = (await make_artist(client, admin, agency["id"]))["id"]
@@ -137,7 +138,7 @@ async def test_concert_filters_and_keyset_pagination(
     seen: list[int] = []
     cursor = None
     while True:
-        params: dict[str, object] = {"agency_id": agency["id"], "limit": 2}
+        params: dict[str, Any] = {"agency_id": agency["id"], "limit": 2}
         if cursor:
             params["cursor"] = cursor
         page = (await client.get("/concerts", params=params)).json()

@@ -12,13 +12,14 @@ from app.catalog.artist.models import Artist
 from app.catalog.concert.models import Concert
 
 
-def _with_refs() -> Select[tuple[Concert]]:
+def _with_refs() -> Select[Concert]:
     # One statement: the cache test counts exactly one query per cold load.
     return select(Concert).options(joinedload(Concert.artist), joinedload(Concert.venue))
 
 
 async def load_concert(session: AsyncSession, concert_id: int) -> Concert | None:
-    return await session.scalar(_with_refs().where(Concert.id == concert_id))
+    concert: Concert | None = await session.scalar(_with_refs().where(Concert.id == concert_id))
+    return concert
 
 
 async def lock_concert(session: AsyncSession, concert_id: int) -> Concert | None:
@@ -33,7 +34,7 @@ def filtered(
     status: str | None,
     starts_after: datetime | None,
     starts_before: datetime | None,
-) -> Select[tuple[Concert]]:
+) -> Select[Concert]:
     stmt = _with_refs()
     if agency_id is not None:
         stmt = stmt.where(
