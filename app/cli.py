@@ -17,6 +17,21 @@ app = typer.Typer(help="Ticket-Rush operations.", no_args_is_help=True)
 console = Console()
 
 
+@app.callback()
+def _use_local_stack() -> None:
+    """Commands talk to the local stack when one is up (`.run/stack.env`), unless TR_* is set."""
+    from app.devstack import StackError
+    from app.devstack.stack import load_stack_env
+
+    try:
+        stack_env = load_stack_env(get_settings().run_dir)
+    except StackError:
+        return
+    for key, value in stack_env.items():
+        os.environ.setdefault(key, value)
+    get_settings.cache_clear()
+
+
 def _register_stack() -> None:
     from app.devstack.cli import stack_app
 
