@@ -7,6 +7,7 @@ import getpass
 import os
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from sqlalchemy import select
 
@@ -78,12 +79,16 @@ def create_admin(
     The password comes from TR_ADMIN_PASSWORD or an interactive prompt, never the command line.
     """
     from app.auth.models import Role, User
-    from app.auth.schemas import normalize_email
+    from app.auth.schemas import Email
     from app.auth.service import check_password_policy, create_user
     from app.main import build_state
 
     settings = get_settings()
-    normalized = normalize_email(email)
+    try:
+        normalized = TypeAdapter(Email).validate_python(email)
+    except ValidationError as exc:
+        console.print(f"[red]not a valid email address: {email!r}[/red]")
+        raise typer.Exit(1) from exc
 
     async def run() -> None:
         state = build_state(settings)

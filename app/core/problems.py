@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import structlog
+from redis import exceptions as redis_exc
+from sqlalchemy import exc as sa_exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -163,6 +165,30 @@ def install_problem_handlers(app: FastAPI) -> None:
             instance=request.url.path,
             headers=dict(exc.headers or {}),
         )
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("dependency_unavailable", path=request.url.path, error=type(exc).__name__)
+        return problem_response(
+            status=503,
+            type_uri=ServiceUnavailable.type_uri(),
+            title=ServiceUnavailable.title,
+            detail="A backing service is unavailable or too slow; retry shortly.",
+            instance=request.url.path,
+            headers={"Retry-After": "2"},
+        )
+
+    # Connection loss, pool exhaustion and statement timeouts are the platform's problem, not the
+    # client's: a 503 with Retry-After tells well-behaved clients to back off.
+    for exc_type in (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        redis_exc.ConnectionError,
+        redis_exc.TimeoutError,
+        ConnectionError,
+        TimeoutError,
+    ):
+        app.add_exception_handler(exc_type, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

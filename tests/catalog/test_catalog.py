@@ -33,7 +33,7 @@ async def make_artist(
 
 
 async def make_venue(
-    client: httpx.AsyncClient, admin: dict[str, str], capacity: int = 50_000
+    client: httpx.AsyncClient, admin: dict[str, str], capacity: int = 150_000
 ) -> dict[str, Any]:
     r = await client.post(
         "/venues",
@@ -233,7 +233,7 @@ async def test_seat_generation_rejects_bad_input_and_changes_nothing(
         ]
     }
     too_big = {"sections": [{"name": "A", "rows": 700, "seats_per_row": 1000, "price": 1}]}
-    over_capacity = {"sections": [{"name": "A", "rows": 600, "seats_per_row": 100, "price": 1}]}
+    over_capacity = {"sections": [{"name": "A", "rows": 600, "seats_per_row": 300, "price": 1}]}
     for body, code in [(dup, 422), (too_big, 422), (over_capacity, 422), ({"sections": []}, 422)]:
         r = await client.post(f"{url}/seats:generate", json=body, headers=admin_headers)
         assert r.status_code == code, r.text
@@ -252,3 +252,31 @@ async def test_not_found_is_problem(client: httpx.AsyncClient) -> None:
         r = await client.get(path)
         assert r.status_code == 404, path
         assert r.headers["content-type"] == PROBLEM
+
+
+async def test_generate_100k_seats_in_one_request(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], app: Any
+) -> None:
+    concert = await make_concert(client, admin_headers)
+    sections = [
+        {"name": f"S{i}", "rows": 50, "seats_per_row": 200, "price": 100_000 + i} for i in range(10)
+    ]
+    r = await client.post(
+        f"/concerts/{concert['id']}/seats:generate",
+        json={"sections": sections},
+        headers=admin_headers,
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["total"] == 100_000
+    from sqlalchemy import text
+
+    async with app.state.tr.sessionmaker() as session:
+        distinct = await session.scalar(
+            text(
+                "SELECT count(DISTINCT (section_id, row_label, number)) FROM seat"
+                " WHERE concert_id = :c AND status = 'available'"
+            ),
+            {"c": concert["id"]},
+        )
+    assert distinct == 100_000

@@ -1,0 +1,1 @@
+"""Load tests and benchmarks (`python -m loadtests.<name>`); reports go to `reports/`."""

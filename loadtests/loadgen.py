@@ -1,0 +1,297 @@
+"""Shared load-generator plumbing for the benchmarks: wrk runs, CPU accounting, /metrics scrapes.
+
+The load comes from `wrk` (C, epoll, one OS process, negligible CPU per request) so that on a
+small machine the generator does not eat the cores the server is measured on. A Lua script
+cycles through a list of paths (each wrk thread owns a disjoint share, so one path is never in
+flight on two threads) and writes the run's figures as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+WRK_HINT = (
+    "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`; "
+    "the catalog benchmark uses it as its load generator"
+)
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# Paths come from $LOADGEN_PATHS (one per line); the JSON summary goes to $LOADGEN_OUT.
+WRK_SCRIPT = r"""
+local n_threads = tonumber(os.getenv("LOADGEN_THREADS") or "1")
+local next_tid = 0
+
+function setup(thread)
+  thread:set("tid", next_tid)
+  next_tid = next_tid + 1
+end
+
+function init(args)
+  local all = {}
+  for line in io.lines(os.getenv("LOADGEN_PATHS")) do
+    if line ~= "" then all[#all + 1] = line end
+  end
+  reqs = {}
+  for i, path in ipairs(all) do
+    -- Fewer paths than threads (one constant URL): every thread sends all of them.
+    if #all < n_threads or (i - 1) % n_threads == tid then
+      reqs[#reqs + 1] = wrk.format("GET", path)
+    end
+  end
+  cursor = 0
+end
+
+function request()
+  cursor = cursor + 1
+  if cursor > #reqs then cursor = 1 end
+  return reqs[cursor]
+end
+
+function done(summary, latency, per_thread)
+  local e = summary.errors
+  local out = io.open(os.getenv("LOADGEN_OUT"), "w")
+  out:write(string.format(
+    '{"duration_us": %d, "requests": %d, "bytes": %d, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
+    '"latency_us": {"min": %d, "max": %d, "mean": %.1f, "stdev": %.1f, ' ..
+    '"p50": %d, "p90": %d, "p99": %d, "p99.9": %d}}',
+    summary.duration, summary.requests, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.min, latency.max, latency.mean, latency.stdev,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9)))
+  out:close()
+end
+"""
+
+
+class LoadGenError(RuntimeError):
+    """The load generator could not run (missing tool, failed run)."""
+
+
+def require_wrk() -> str:
+    """The wrk executable, or a LoadGenError that says how to install it."""
+    path = shutil.which("wrk")
+    if path is None:
+        raise LoadGenError(WRK_HINT)
+    return path
+
+
+def wrk_version(executable: str) -> str:
+    result = subprocess.run(  # noqa: S603 - fixed argv
+        [executable, "--version"], capture_output=True, text=True, check=False, timeout=5
+    )
+    # `wrk -v` prints its banner and exits 1.
+    first = (result.stdout or result.stderr).strip().splitlines()
+    return first[0] if first else "wrk (unknown version)"
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    duration_s: float
+    requests: int
+    bytes: int
+    errors: dict[str, int]
+    latency_ms: dict[str, float]
+    wrk_cpu_s: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+async def run_wrk(
+    base_url: str,
+    paths: Iterable[str],
+    *,
+    duration_s: int,
+    connections: int,
+    threads: int = 1,
+    timeout_s: int = 10,
+) -> WrkResult:
+    """One closed-loop wrk run: `connections` keep-alive connections for `duration_s` seconds."""
+    executable = require_wrk()
+    with tempfile.TemporaryDirectory(prefix="loadgen-") as tmp:
+        script, path_file, out = Path(tmp, "cycle.lua"), Path(tmp, "paths"), Path(tmp, "out.json")
+        script.write_text(WRK_SCRIPT)
+        path_file.write_text("\n".join(paths) + "\n")
+        env = {
+            **os.environ,
+            "LOADGEN_PATHS": str(path_file),
+            "LOADGEN_OUT": str(out),
+            "LOADGEN_THREADS": str(threads),
+        }
+        argv = [executable, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s"]
+        argv += [f"--timeout={timeout_s}s", "-s", str(script), base_url]
+        # wrk is the only child reaped while it runs, so the children's rusage delta is its CPU.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        output, _ = await proc.communicate()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0 or not out.exists():
+            raise LoadGenError(f"wrk failed (exit {proc.returncode}):\n{output.decode()}")
+        raw = json.loads(out.read_text())
+    return WrkResult(
+        duration_s=raw["duration_us"] / 1e6,
+        requests=raw["requests"],
+        bytes=raw["bytes"],
+        errors={k: int(v) for k, v in raw["errors"].items()},
+        latency_ms={k: float(v) / 1000 for k, v in raw["latency_us"].items()},
+        wrk_cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+    )
+
+
+# --- CPU accounting ---------------------------------------------------------------------------
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, summed over all cores."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user/nice
+    return (total - idle) / _CLOCK_TICKS, total / _CLOCK_TICKS
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of one process, None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: fields start after the last ')'.
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it (from each process's parent pid)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used between `start()` and `stop()`: the machine, and named process groups."""
+
+    groups: Mapping[str, list[int]]
+    _busy: float = 0.0
+    _wall: float = 0.0
+    _self: float = 0.0
+    _per_pid: dict[int, float] = field(default_factory=dict)
+    result: dict[str, float] = field(default_factory=dict)
+    per_pid: dict[int, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self._busy, self._wall = machine_busy_s()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self._self = usage.ru_utime + usage.ru_stime
+        self._per_pid = {
+            pid: cpu
+            for pids in self.groups.values()
+            for pid in pids
+            if (cpu := process_cpu_s(pid)) is not None
+        }
+
+    def stop(self) -> dict[str, float]:
+        busy, wall = machine_busy_s()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.per_pid = {}
+        for pid, before in self._per_pid.items():
+            after = process_cpu_s(pid)
+            self.per_pid[pid] = (after - before) if after is not None else 0.0
+        self.result = {
+            name: sum(self.per_pid.get(pid, 0.0) for pid in pids)
+            for name, pids in self.groups.items()
+        }
+        self.result["bench_process"] = usage.ru_utime + usage.ru_stime - self._self
+        self.result["machine_busy"] = busy - self._busy
+        self.result["machine_capacity"] = wall - self._wall
+        return self.result
+
+
+# --- Prometheus scrape ------------------------------------------------------------------------
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(client: httpx.AsyncClient, url: str) -> Samples:
+    """Every sample of a Prometheus text exposition, keyed by (name, sorted labels)."""
+    response = await client.get(url)
+    response.raise_for_status()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def sample_delta(
+    before: Samples, after: Samples, name: str, **labels: str
+) -> dict[tuple[tuple[str, str], ...], float]:
+    """Per label set: how much a counter grew, for samples matching `labels`."""
+    wanted = set(labels.items())
+    out: dict[tuple[tuple[str, str], ...], float] = {}
+    for (sample_name, sample_labels), value in after.items():
+        if sample_name == name and wanted <= set(sample_labels):
+            out[sample_labels] = value - before.get((sample_name, sample_labels), 0.0)
+    return out
+
+
+# --- machine ----------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, str | int]:
+    return {
+        "nproc": os.cpu_count() or 0,
+        "cpu_model": cpu_model(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
