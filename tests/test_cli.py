@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -32,7 +33,7 @@ def cli_env(
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         env=env,
         capture_output=True,
@@ -43,7 +44,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def query(env: dict[str, str], sql: str) -> list[tuple[object, ...]]:
+def query(env: dict[str, str], sql: str) -> list[tuple[Any, ...]]:
     dsn = env["TR_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(sql)
