@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from app.auth.router import router as auth_router
+from app.booking.router import router as booking_router
+from app.booking.service import sweep_forever
 from app.catalog.agency.router import router as agency_router
 from app.catalog.artist.router import router as artist_router
 from app.catalog.concert.router import router as concert_router
@@ -27,6 +31,10 @@ from app.health import router as health_router
 
 
 def build_state(settings: Settings) -> AppState:
+    # Domain objects are imported here, not at module import, to keep the core free of cycles.
+    from app.booking.strategies import build_registry
+    from app.payments.registry import create_provider
+
     engine = create_engine(settings)
     redis = create_redis(settings)
     return AppState(
@@ -44,6 +52,8 @@ def build_state(settings: Settings) -> AppState:
             negative_ttl_s=settings.cache_negative_ttl_s,
             lock_ttl_ms=settings.cache_lock_ttl_ms,
         ),
+        payments=create_provider(settings),
+        strategies=build_registry(),
     )
 
 
@@ -55,10 +65,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings.log_level, json=settings.log_json)
         state = build_state(settings)
         await state.kafka.start()
+        sweeper = asyncio.create_task(sweep_forever(state))
         app.state.tr = state
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await state.payments.aclose()
             await state.kafka.stop()
             await state.redis.aclose()
             await state.engine.dispose()
@@ -81,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         venue_router,
         concert_router,
         seat_router,
+        booking_router,
     ):
         app.include_router(router)
     return app

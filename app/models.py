@@ -1,6 +1,7 @@
 """Imports every model module so `Base.metadata` is complete (Alembic, tests)."""
 
 from app.auth import models as auth_models
+from app.booking import models as booking_models
 from app.catalog.agency import models as agency_models
 from app.catalog.artist import models as artist_models
 from app.catalog.concert import models as concert_models
@@ -13,6 +14,7 @@ __all__ = [
     "agency_models",
     "artist_models",
     "auth_models",
+    "booking_models",
     "concert_models",
     "seat_models",
     "venue_models",

@@ -9,6 +9,7 @@ flight on two threads) and writes the run's figures as JSON.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -17,10 +18,11 @@ import resource
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -120,6 +122,20 @@ class WrkResult:
         return sum(self.errors.values())
 
 
+def _prepare(tmp: Path, paths: Iterable[str]) -> tuple[Path, Path, Path]:
+    script, path_file = tmp / "cycle.lua", tmp / "paths"
+    script.write_text(WRK_SCRIPT)
+    path_file.write_text("\n".join(paths) + "\n")
+    return script, path_file, tmp / "out.json"
+
+
+def _read_summary(out: Path) -> dict[str, Any] | None:
+    if not out.exists():
+        return None
+    raw: dict[str, Any] = json.loads(out.read_text())
+    return raw
+
+
 async def run_wrk(
     base_url: str,
     paths: Iterable[str],
@@ -128,13 +144,17 @@ async def run_wrk(
     connections: int,
     threads: int = 1,
     timeout_s: int = 10,
-) -> WrkResult:
-    """One closed-loop wrk run: `connections` keep-alive connections for `duration_s` seconds."""
+    probe: Callable[[], Awaitable[bool]] | None = None,
+    probe_after_s: float = 0.5,
+) -> WrkResult | None:
+    """One closed-loop wrk run: `connections` keep-alive connections for `duration_s` seconds.
+
+    `probe`, if given, is awaited `probe_after_s` into the run; when it answers False the run is
+    abandoned (wrk killed) and None returned, so the caller can start it again.
+    """
     executable = require_wrk()
     with tempfile.TemporaryDirectory(prefix="loadgen-") as tmp:
-        script, path_file, out = Path(tmp, "cycle.lua"), Path(tmp, "paths"), Path(tmp, "out.json")
-        script.write_text(WRK_SCRIPT)
-        path_file.write_text("\n".join(paths) + "\n")
+        script, path_file, out = _prepare(Path(tmp), paths)
         env = {
             **os.environ,
             "LOADGEN_PATHS": str(path_file),
@@ -148,11 +168,18 @@ async def run_wrk(
         proc = await asyncio.create_subprocess_exec(
             *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
-        output, _ = await proc.communicate()
+        communicate = asyncio.ensure_future(proc.communicate())
+        if probe is not None:
+            done, _ = await asyncio.wait({communicate}, timeout=probe_after_s)
+            if not done and not await probe():
+                proc.kill()
+                await communicate
+                return None
+        output, _ = await communicate
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if proc.returncode != 0 or not out.exists():
+        raw = _read_summary(out) if proc.returncode == 0 else None
+        if raw is None:
             raise LoadGenError(f"wrk failed (exit {proc.returncode}):\n{output.decode()}")
-        raw = json.loads(out.read_text())
     return WrkResult(
         duration_s=raw["duration_us"] / 1e6,
         requests=raw["requests"],
@@ -247,6 +274,30 @@ class CpuMeter:
         return self.result
 
 
+def established_connections(pids: Iterable[int], port: int) -> dict[int, int]:
+    """How many established TCP connections to local `port` each process holds."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as fh:
+            next(fh)  # header
+            for line in fh:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "01" and int(local.rpartition(":")[2], 16) == port:
+                    inodes.add(inode)
+    counts = {}
+    for pid in pids:
+        held = 0
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target.startswith("socket:[") and target[8:-1] in inodes:
+                        held += 1
+        counts[pid] = held
+    return counts
+
+
 # --- Prometheus scrape ------------------------------------------------------------------------
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -289,7 +340,7 @@ def cpu_model() -> str:
 
 def machine_info() -> dict[str, str | int]:
     return {
-        "nproc": os.cpu_count() or 0,
+        "nproc": len(os.sched_getaffinity(0)),
         "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -25,6 +25,9 @@ from app.core.migrate import upgrade
 from app.devstack.broker import free_port, start_broker, stop_process, wait_broker_ready
 from app.main import create_app
 from tests.fixtures.databases import create_database, drop_database
+from tests.fixtures.payments import SimProcess, sim, sim_process
+
+__all__ = ["sim", "sim_process"]  # fixtures shared with every test package
 
 REDIS_URL = os.environ.get("TR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,8 +61,13 @@ def redis_prefix() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, kafka_bootstrap: str, redis_prefix: str) -> Settings:
+def settings(
+    database_url: str, kafka_bootstrap: str, redis_prefix: str, sim_process: SimProcess
+) -> Settings:
     return Settings(
+        payments_url=sim_process.url,
+        payments_timeout_s=1.0,
+        breaker_recovery_s=1.0,
         database_url=database_url,
         redis_url=REDIS_URL,
         redis_prefix=redis_prefix,
@@ -148,6 +156,7 @@ def live_server(
         "TR_REDIS_URL": settings.redis_url,
         "TR_REDIS_PREFIX": settings.redis_prefix,
         "TR_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "TR_PAYMENTS_URL": settings.payments_url,
         "TR_API_PORT": str(port),
         "TR_API_WORKERS": "2",
         "TR_LOG_LEVEL": "WARNING",

@@ -61,6 +61,27 @@ class Settings(BaseSettings):
     cache_negative_ttl_s: int = Field(default=10, ge=1)
     cache_lock_ttl_ms: int = Field(default=3000, ge=100)
 
+    # Bookings
+    booking_strategy: str = "atomic"
+    hold_ttl_s: int = Field(default=300, ge=1)
+    max_tickets_per_user: int = Field(default=4, ge=1)
+    lock_timeout_ms: int = Field(default=2000, ge=1)
+    optimistic_max_retries: int = Field(default=8, ge=1)
+    redis_lock_ttl_ms: int = Field(default=5000, ge=10)
+    redis_lock_wait_ms: int = Field(default=3000, ge=0)
+    sweeper_interval_s: float = Field(default=5.0, gt=0)
+    # A hold whose payment is in flight is not swept until this long after it expired.
+    payment_grace_s: int = Field(default=120, ge=0)
+
+    # Payments (the simulator in dev and tests; a real provider behind the same protocol)
+    payments_provider: str = "http"
+    payments_url: str = "http://127.0.0.1:8100"
+    payments_port: int = 8100
+    payments_timeout_s: float = Field(default=2.0, gt=0)
+    payments_retries: int = Field(default=2, ge=0)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_recovery_s: float = Field(default=10.0, gt=0)
+
     run_dir: Path = PROJECT_ROOT / ".run"
 
 

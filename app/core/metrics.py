@@ -49,3 +49,32 @@ def render_metrics() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST
+
+
+BOOKING_OUTCOMES = Counter(
+    "tr_booking_outcomes_total",
+    "Hold attempts by strategy, kind (seats, general_admission) and outcome.",
+    ["strategy", "kind", "outcome"],
+)
+BOOKING_LATENCY = Histogram(
+    "tr_booking_hold_duration_seconds",
+    "Time to claim a hold by strategy (successes and conflicts).",
+    ["strategy"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+BOOKING_RETRIES = Counter(
+    "tr_booking_retries_total",
+    "Optimistic retries and lock re-polls by strategy.",
+    ["strategy"],
+)
+LOCK_WAIT = Histogram(
+    "tr_booking_lock_wait_seconds",
+    "Time spent acquiring strategy locks (inprocess, redis_lock).",
+    ["strategy"],
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5),
+)
+HOLDS_EXPIRED = Counter(
+    "tr_booking_holds_expired_total",
+    "Holds released because they expired (sweeper or lazily).",
+    ["path"],
+)

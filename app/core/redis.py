@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from app.core.config import Settings
 
 
 def create_redis(settings: Settings) -> Redis:
-    pool = ConnectionPool.from_url(
+    # Blocking: a burst beyond max_connections waits for a free connection instead of failing.
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
+        timeout=5,
         decode_responses=False,
     )
     return Redis(connection_pool=pool)

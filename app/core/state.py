@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -11,6 +12,10 @@ from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.kafka import KafkaProducerResource
 from app.core.redis import Keys
+
+if TYPE_CHECKING:
+    from app.booking.strategies import BookingStrategy
+    from app.payments.client import PaymentProvider
 
 
 @dataclass(slots=True)
@@ -22,3 +27,5 @@ class AppState:
     keys: Keys
     kafka: KafkaProducerResource
     cache: ResponseCache
+    payments: PaymentProvider
+    strategies: dict[str, BookingStrategy] = field(default_factory=dict)

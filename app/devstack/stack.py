@@ -52,6 +52,7 @@ from app.devstack.broker import (
 
 # Processes of `up --with-app`, started in this order and stopped in reverse.
 APP_PROCESSES: dict[str, list[str]] = {
+    "payments-sim": [sys.executable, "-m", "app.payments_sim"],
     "api": [sys.executable, "-m", "app.api"],
 }
 MIGRATE_ARGV = [sys.executable, "-m", "app.cli", "migrate"]

@@ -3,7 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Identity, Index, String
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.catalog.artist.models import Artist
@@ -31,6 +40,7 @@ class Concert(TimestampMixin, Base):
     __tablename__ = "concert"
     __table_args__ = (
         CheckConstraint("status IN ('draft', 'on_sale', 'sold_out', 'finished')", name="status"),
+        CheckConstraint("max_tickets_per_user BETWEEN 1 AND 20", name="max_tickets_per_user"),
         Index("ix_concert_starts_at_id", "starts_at", "id"),
     )
 
@@ -45,6 +55,7 @@ class Concert(TimestampMixin, Base):
     )
     starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16), server_default=ConcertStatus.draft.value)
+    max_tickets_per_user: Mapped[int] = mapped_column(Integer, server_default="4")
 
     artist: Mapped[Artist] = relationship(lazy="raise")
     venue: Mapped[Venue | None] = relationship(lazy="raise")

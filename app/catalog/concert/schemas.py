@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.catalog.artist.models import ArtistKind
 from app.catalog.concert.models import ConcertStatus
 from app.core.types import Id, IsoDatetime, Text200
 
 Title = Text200
+
+
+MaxPerUser = Annotated[int, Field(ge=1, le=20)]
 
 
 class ConcertCreate(BaseModel):
@@ -18,6 +22,7 @@ class ConcertCreate(BaseModel):
     artist_id: Id
     venue_id: Id
     starts_at: IsoDatetime
+    max_tickets_per_user: MaxPerUser = 4
 
 
 class ConcertUpdate(BaseModel):
@@ -28,6 +33,7 @@ class ConcertUpdate(BaseModel):
     venue_id: Id | None = None
     starts_at: IsoDatetime | None = None
     status: ConcertStatus | None = None
+    max_tickets_per_user: MaxPerUser | None = None
 
 
 class ArtistSummary(BaseModel):
@@ -56,6 +62,7 @@ class ConcertRead(BaseModel):
     title: str
     status: ConcertStatus
     starts_at: datetime
+    max_tickets_per_user: int
     artist: ArtistSummary
     venue: VenueSummary | None
     created_at: datetime

@@ -63,3 +63,5 @@ class Seat(Base):
     status: Mapped[str] = mapped_column(String(12), server_default=SeatStatus.available.value)
     # Optimistic-locking version for the booking strategies that need one.
     version: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Highest fencing token that wrote this seat (strategy redis_lock): older holders are refused.
+    fence: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.common import keyset_page
 from app.catalog.concert import repository as concert_repository
-from app.catalog.concert.service import concert_namespace, invalidate_concert
 from app.catalog.errors import ConcertNotFound, InvalidStatusTransition, SeatMapExists
 from app.catalog.seat import repository
 from app.catalog.seat.models import Seat, SeatStatus
@@ -23,6 +22,16 @@ class CapacityExceeded(ProblemError):
     status = 422
     slug = "venue-capacity-exceeded"
     title = "The seat map exceeds the venue's capacity"
+
+
+def availability_namespace(concert_id: int) -> str:
+    # Separate from the concert page: every hold changes availability, not the concert.
+    return f"availability:{concert_id}"
+
+
+async def invalidate_availability(cache: ResponseCache, concert_id: int) -> None:
+    """Call after any seat or stock change so the cached counts stay exact."""
+    await cache.invalidate(availability_namespace(concert_id))
 
 
 def row_label(index: int) -> str:
@@ -77,7 +86,7 @@ async def generate_seat_map(
 
     await repository.copy_seats(session, records())
     await session.commit()
-    await invalidate_concert(cache, concert_id)
+    await invalidate_availability(cache, concert_id)
     return await _summary(session, concert_id)
 
 
@@ -116,7 +125,7 @@ async def availability_cached(
         return (await _summary(session, concert_id)).model_dump_json().encode()
 
     cached = await cache.get_or_load(
-        "seat_availability", concert_namespace(concert_id), "availability", load
+        "seat_availability", availability_namespace(concert_id), "summary", load
     )
     if cached.body is None:
         raise ConcertNotFound(f"No concert with id {concert_id}.")

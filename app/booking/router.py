@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from app.auth.deps import AdminUser, CurrentUser
+from app.booking import service
+from app.booking.schemas import (
+    BookingCreate,
+    BookingRead,
+    BookingRequestRead,
+    GeneralAdmissionRead,
+    GeneralAdmissionSet,
+    IdempotencyKey,
+)
+from app.core.deps import State
+from app.core.openapi import problem_responses
+from app.core.pagination import Page
+from app.core.types import Id, Limit
+
+router = APIRouter(tags=["bookings"])
+
+IdemHeader = Annotated[
+    IdempotencyKey | None,
+    Header(
+        alias="Idempotency-Key", description="Retries with the same key return the first result."
+    ),
+]
+
+
+@router.post(
+    "/concerts/{concert_id}/bookings",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BookingRead | BookingRequestRead,
+    responses={
+        200: {"description": "Replay of an earlier request with the same Idempotency-Key"},
+        202: {
+            "description": "Accepted for asynchronous persistence (strategy redis_claim)",
+            "model": BookingRequestRead,
+        },
+        **problem_responses(401, 404, 409, 422, 503),
+    },
+)
+async def create_booking(
+    concert_id: Id,
+    body: BookingCreate,
+    state: State,
+    user: CurrentUser,
+    response: Response,
+    idempotency_key: IdemHeader = None,
+) -> BookingRead | BookingRequestRead:
+    booking, replayed = await service.hold(
+        state,
+        user_id=user.user_id,
+        concert_id=concert_id,
+        body=body,
+        idempotency_key=idempotency_key,
+    )
+    if isinstance(booking, BookingRequestRead):
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Location"] = f"/bookings/requests/{booking.request_id}"
+        return booking
+    if replayed:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/bookings/{booking.id}"
+    return booking
+
+
+@router.get("/bookings/{booking_id}", responses=problem_responses(401, 404))
+async def get_booking(booking_id: Id, state: State, user: CurrentUser) -> BookingRead:
+    return await service.get_booking(
+        state, booking_id=booking_id, user_id=user.user_id, admin=user.role == "admin"
+    )
+
+
+@router.delete("/bookings/{booking_id}", responses=problem_responses(401, 404, 409))
+async def cancel_booking(booking_id: Id, state: State, user: CurrentUser) -> BookingRead:
+    return await service.cancel(
+        state, booking_id=booking_id, user_id=user.user_id, admin=user.role == "admin"
+    )
+
+
+@router.post("/bookings/{booking_id}/pay", responses=problem_responses(401, 402, 404, 409, 503))
+async def pay_booking(
+    booking_id: Id, state: State, user: CurrentUser, idempotency_key: IdemHeader = None
+) -> BookingRead:
+    # Paying is idempotent per booking (one provider key per attempt, replayed on retry), so
+    # the header is accepted for client symmetry but not needed for safety.
+    return await service.pay(state, booking_id=booking_id, user_id=user.user_id)
+
+
+@router.get("/users/me/bookings", responses=problem_responses(400, 401))
+async def my_bookings(
+    state: State,
+    user: CurrentUser,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Limit = 50,
+) -> Page[BookingRead]:
+    items, next_cursor = await service.list_my_bookings(
+        state, user_id=user.user_id, cursor=cursor, limit=limit
+    )
+    return Page[BookingRead](items=items, next_cursor=next_cursor)
+
+
+@router.put(
+    "/concerts/{concert_id}/general-admission",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def set_general_admission(
+    concert_id: Id, body: GeneralAdmissionSet, state: State, _: AdminUser
+) -> GeneralAdmissionRead:
+    ga = await service.set_general_admission(state, concert_id=concert_id, data=body)
+    return GeneralAdmissionRead.model_validate(ga)
+
+
+@router.get("/concerts/{concert_id}/general-admission", responses=problem_responses(404))
+async def get_general_admission(concert_id: Id, state: State) -> GeneralAdmissionRead:
+    return GeneralAdmissionRead.model_validate(
+        await service.get_general_admission(state, concert_id=concert_id)
+    )
