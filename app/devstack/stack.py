@@ -420,16 +420,27 @@ def _migrate(env: dict[str, str], paths: RunPaths) -> None:
         raise StackError(f"`{command}` failed (exit {returncode})\n{_tail(log)}")
 
 
-async def _wait_api_healthy(component: Component, proc: subprocess.Popen[bytes], log: Path) -> None:
+async def _wait_http_healthy(
+    component: Component, proc: subprocess.Popen[bytes], log: Path
+) -> None:
+    name = component.name
     deadline = time.monotonic() + API_HEALTH_TIMEOUT_S
     while (health := await _health(_probe_api(component))) != "ok":
         if proc.poll() is not None:
-            raise StackError(f"api exited with code {proc.returncode}\n{_tail(log)}")
+            raise StackError(f"{name} exited with code {proc.returncode}\n{_tail(log)}")
         if time.monotonic() >= deadline:
             raise StackError(
-                f"api not healthy after {API_HEALTH_TIMEOUT_S:g} s ({health})\n{_tail(log)}"
+                f"{name} not healthy after {API_HEALTH_TIMEOUT_S:g} s ({health})\n{_tail(log)}"
             )
         await asyncio.sleep(0.2)
+
+
+def _http_ports(settings: Settings) -> dict[str, tuple[int, str]]:
+    """App processes that serve HTTP with /healthz: their port and the variable that sets it."""
+    return {
+        "api": (settings.api_port, "TR_API_PORT"),
+        "payments-sim": (settings.payments_port, "TR_PAYMENTS_PORT"),
+    }
 
 
 async def _start_apps(
@@ -447,18 +458,20 @@ async def _start_apps(
             console.print(f"{name}: already running")
             continue
         address, url = "-", ""
-        if name == "api":
-            if await port_open("127.0.0.1", settings.api_port):
-                raise StackError(f"port {settings.api_port} is taken: free it or set TR_API_PORT")
-            address = f"127.0.0.1:{settings.api_port}"
+        http = _http_ports(settings).get(name)
+        if http is not None:
+            port, variable = http
+            if await port_open("127.0.0.1", port):
+                raise StackError(f"port {port} ({name}) is taken: free it or set {variable}")
+            address = f"127.0.0.1:{port}"
             url = f"http://{address}"
         log = paths.logs / f"{name}.log"
         proc = spawn(argv, log, env=child_env, cwd=PROJECT_ROOT)
         components[name] = Component(name, "app", address, url, proc.pid)
         _save_state(paths, components)
-        if name == "api":
+        if http is not None:
             try:
-                await _wait_api_healthy(components[name], proc, log)
+                await _wait_http_healthy(components[name], proc, log)
             except StackError:
                 await asyncio.to_thread(stop_process, proc.pid)
                 del components[name]
@@ -500,6 +513,8 @@ async def up(settings: Settings, *, with_app: bool, console: Console) -> dict[st
             "TR_REDIS_URL": components["redis"].url,
             "TR_KAFKA_BOOTSTRAP": components["broker"].address,
             "TR_API_PORT": str(settings.api_port),
+            "TR_PAYMENTS_PORT": str(settings.payments_port),
+            "TR_PAYMENTS_URL": f"http://127.0.0.1:{settings.payments_port}",
             "TR_JWT_SECRET": _jwt_secret(paths),
         }
         stale = paths.env.exists() and load_stack_env(paths.root) != env
@@ -559,6 +574,7 @@ _PROBES: dict[str, Callable[[Component], Awaitable[None]]] = {
     "redis": _probe_redis,
     "broker": _probe_broker,
     "api": _probe_api,
+    "payments-sim": _probe_api,
 }
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.booking.errors import BookingContention, LockLost, SeatTaken, SoldOut
+from app.booking.models import Booking
 from app.booking.strategies.base import (
     Claimed,
     HoldRequest,
@@ -79,8 +80,26 @@ async def release(redis: Redis, lease: Lease) -> int:
     return int(await redis.eval(_RELEASE, len(lease.keys), *lease.keys, lease.owner))
 
 
+_RAISE_FENCE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return current
+"""
+
+
 class RedisLockStrategy(TransactionalStrategy):
     name: ClassVar[str] = "redis_lock"
+
+    async def hold(self, state: AppState, req: HoldRequest) -> Booking:
+        try:
+            return await super().hold(state, req)
+        except LockLost as exc:
+            # Redis keeps no data on disk here: after a Redis loss the fence counter restarts
+            # below what the database saw. Lift it so the next holder gets a valid token; this
+            # request still fails, since a stale holder and a reset look the same.
+            fence_key, _ = self.lock_keys(state, req)
+            await state.redis.eval(_RAISE_FENCE, 1, fence_key, exc.extra.get("newest_fence", 0))
+            raise
 
     def lock_keys(self, state: AppState, req: HoldRequest) -> tuple[str, list[str]]:
         tag = f"{{concert:{req.concert_id}}}"
@@ -128,12 +147,15 @@ class RedisLockStrategy(TransactionalStrategy):
             return Claimed(tuple(sorted(r[0] for r in rows)), sum(r[1] for r in rows), rows[0][2])
         fenced = (
             await session.execute(
-                text("SELECT id FROM seat WHERE id = ANY(:ids) AND fence >= :token"),
+                text("SELECT id, fence FROM seat WHERE id = ANY(:ids) AND fence > :token"),
                 {"ids": list(req.seat_ids), "token": token},
             )
         ).all()
         if fenced:
-            raise LockLost(f"A newer lock holder wrote seats {[r[0] for r in fenced]} first.")
+            raise LockLost(
+                f"A newer lock holder wrote seats {[r[0] for r in fenced]} first.",
+                newest_fence=max(r[1] for r in fenced),
+            )
         await seat_prices(session, req)  # 422 for foreign seats
         taken = sorted(set(req.seat_ids) - {r[0] for r in rows})
         raise SeatTaken(f"Seats {taken} are already taken.", seat_ids=taken)
@@ -150,5 +172,10 @@ class RedisLockStrategy(TransactionalStrategy):
             {"n": req.quantity, "c": req.concert_id, "token": token},
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise LockLost("A newer lock holder wrote the stock first.")
+            newest = await session.scalar(
+                text("SELECT fence FROM ga_inventory WHERE concert_id = :c"), {"c": req.concert_id}
+            )
+            raise LockLost(
+                "A newer lock holder wrote the stock first.", newest_fence=int(newest or 0)
+            )
         return Claimed((), price * req.quantity, currency)
