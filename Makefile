@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TR := $(VENV)/bin/ticket-rush
 PYTEST_WORKERS ?= 2
 
-.PHONY: help venv lint test test-quick demo dev down status bench-catalog clean
+.PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking clean
 
 help:
 	@echo "make demo          local stack + seeded catalog + scripted tour with a report"
@@ -53,6 +53,10 @@ bench-catalog: $(STAMP)
 	$(TR) stack up
 	$(PY) -m loadtests.bench_catalog --out reports/catalog
 	$(PY) loadtests/bench_migration.py --rows 1000000 --out reports/catalog
+
+bench-booking: $(STAMP)
+	$(TR) stack up
+	$(PY) -m loadtests.bench_booking --out reports/booking
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache

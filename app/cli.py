@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.core.config import get_settings
 from app.core.problems import ProblemError
+from app.queue.cli import sale_app
 
 app = typer.Typer(help="Ticket-Rush operations.", no_args_is_help=True)
 console = Console()
@@ -121,7 +122,109 @@ def create_admin(
     asyncio.run(run())
 
 
+@app.command()
+def reconcile(
+    concert_id: int | None = typer.Argument(None, help="Concert to check."),
+    all_concerts: bool = typer.Option(
+        False, "--all", help="Every concert strategy redis_claim has touched."
+    ),
+    repair: bool = typer.Option(False, "--repair", help="Rebuild drifted inventories from the DB."),
+) -> None:
+    """Compare the Redis seat/stock inventory of strategy redis_claim with the database.
+
+    Claims accepted but not yet written by the booking consumer are accounted for. Exit code 1
+    when differences remain (always without --repair if any were found)."""
+    from rich.table import Table
+    from sqlalchemy import text
+
+    from app.booking.inventory import (
+        Drift,
+        Inventory,
+        concerts_using_redis_claim,
+    )
+    from app.booking.inventory import reconcile as run_reconcile
+    from app.main import build_state
+
+    if (concert_id is None) == (not all_concerts):
+        console.print("[red]give a CONCERT_ID or --all[/red]")
+        raise typer.Exit(2)
+    settings = get_settings()
+
+    async def run() -> list[Drift]:
+        state = build_state(settings)
+        try:
+            inventory = Inventory(state.redis, state.keys)
+            if concert_id is None:
+                ids = await concerts_using_redis_claim(inventory, state.engine)
+            else:
+                async with state.engine.connect() as conn:
+                    found = await conn.scalar(
+                        text("SELECT 1 FROM concert WHERE id = :c"), {"c": concert_id}
+                    )
+                if found is None:
+                    console.print(f"[red]no concert with id {concert_id}[/red]")
+                    raise typer.Exit(2)
+                ids = {concert_id}
+            return await run_reconcile(
+                inventory,
+                state.engine,
+                ids,
+                repair=repair,
+                timeout_s=settings.redis_claim_load_timeout_s,
+            )
+        finally:
+            await state.payments.aclose()
+            await state.redis.aclose()
+            await state.engine.dispose()
+
+    reports = asyncio.run(run())
+
+    def num(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    def sample(ids: list[int]) -> str:
+        return f"{len(ids)} {ids[:5]}{'…' if len(ids) > 5 else ''}" if ids else "0"
+
+    table = Table(title="redis_claim inventory vs. database")
+    for column in (
+        "concert",
+        "state",
+        "free seats redis/expected",
+        "free only in redis",
+        "free only in db",
+        "GA redis/expected",
+        "pending claims",
+    ):
+        table.add_column(column)
+    for d in reports:
+        if d.clean:
+            verdict = "[green]repaired[/green]" if d.repaired else "[green]ok[/green]"
+        else:
+            verdict = "[red]not loaded[/red]" if not d.loaded else "[red]drift[/red]"
+        if not d.stable:
+            verdict += " [yellow](changing)[/yellow]"
+        age = f" (oldest {d.oldest_claim_age_s:.0f} s)" if d.oldest_claim_age_s else ""
+        table.add_row(
+            str(d.concert_id),
+            verdict,
+            f"{d.redis_available}/{d.expected_available}"
+            if d.loaded
+            else f"-/{d.expected_available}",
+            sample(d.only_in_redis),
+            sample(d.missing_in_redis),
+            f"{num(d.redis_ga)}/{num(d.expected_ga)}",
+            f"{d.outstanding_claims}{age}",
+        )
+    console.print(table)
+    console.print("expected = database minus the claims the booking consumer has not written yet")
+    if not reports:
+        console.print("no concert uses strategy redis_claim")
+    if any(not d.clean for d in reports):
+        raise typer.Exit(1)
+
+
 _register_stack()
+app.add_typer(sale_app, name="sale")
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from app.core.problems import install_problem_handlers
 from app.core.redis import Keys, create_redis
 from app.core.state import AppState
 from app.health import router as health_router
+from app.queue.router import router as queue_router
 
 
 def build_state(settings: Settings) -> AppState:
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         concert_router,
         seat_router,
         booking_router,
+        queue_router,
     ):
         app.include_router(router)
     return app

@@ -8,6 +8,7 @@ from app.catalog.concert import models as concert_models
 from app.catalog.seat import models as seat_models
 from app.catalog.venue import models as venue_models
 from app.core.db import Base
+from app.queue import models as queue_models
 
 __all__ = [
     "Base",
@@ -16,6 +17,7 @@ __all__ = [
     "auth_models",
     "booking_models",
     "concert_models",
+    "queue_models",
     "seat_models",
     "venue_models",
 ]

@@ -9,13 +9,17 @@ here), three closed-loop phases with the same wrk settings, each after a warm-up
   warm  GET /concerts/{id}         every concert already in the Redis cache
   cold  GET /concerts/{id}         every request a miss that loads from PostgreSQL
 
-Cold works by invalidation rounds: wrk cycles through a few hundred concerts (each wrk thread
-owns a disjoint share, so a concert comes back only after all the others of its share), while
-this process bumps every concert's cache generation every few milliseconds - the same INCR that
+Cold works by invalidation rounds: wrk cycles through `--concerts` concerts (each wrk thread owns
+a disjoint share, so a concert comes back only after all the others of its share), while this
+process bumps every concert's cache generation every `--invalidate-ms` - the same INCR that
 `ResponseCache.invalidate` does, one Lua call per round. Between two requests for one concert
 there are many rounds, so each lookup finds a new generation and misses. The API's own counters
-(`tr_cache_requests_total`, `tr_cache_loads_total`) are read before and after every phase to
-prove it: the run fails if the cold phase saw a single hit or the warm phase a single miss.
+(`tr_cache_requests_total`, `tr_cache_loads_total`) are read before and after every measured
+window to prove it: the run fails if a cold lookup found any entry or a warm one needed the DB.
+
+The figures only mean something on an otherwise idle machine with the connections spread over
+all workers: each phase waits for a quiet machine, and a measured run is repeated when other
+processes took CPU or when uvicorn handed (nearly) all connections to one worker.
 
 PostgreSQL, Redis and the broker are the local stack's (`.run/stack.env`; `ticket-rush stack up`
 is run if it is missing); the catalog lives in a throwaway database and a private Redis key
@@ -30,11 +34,13 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,6 +67,7 @@ from loadtests.loadgen import (
     Samples,
     WrkResult,
     descendants,
+    established_connections,
     machine_busy_s,
     machine_info,
     process_cpu_s,
@@ -75,6 +82,19 @@ CACHE_NAME = "concert_detail"
 DETAIL_ROUTE = "/concerts/{concert_id}"
 GOAL_WARM_OVER_NOOP = 0.80
 COLD_MIN_LOAD_SHARE = 0.999
+# A measured run counts only if every API worker holds at least this fraction of its fair share
+# of the connections (enough to keep it busy), else it is abandoned half a second in and started
+# again, up to SPLIT_RETRIES times; then the last split is kept (with a warning).
+MIN_WORKER_SHARE = 0.5
+SPLIT_RETRIES = 10
+# A measured run during which other processes used more than QUIET_OTHER_CORES is measured again
+# (after waiting for a quiet machine), up to NOISE_RETRIES times.
+NOISE_RETRIES = 2
+# Seconds a phase may spend between warm-up and the end of its measured run beyond the two
+# (split retries, scrapes); with the warm-up and duration it must fit in the cache freshness.
+TTL_MARGIN_S = 15
+# More CPU than this (cores) used outside the benchmark's processes: the machine was not quiet.
+QUIET_OTHER_CORES = 0.3
 API_START_TIMEOUT_S = 60.0
 SETUP_CONCURRENCY = 32
 ADMIN_EMAIL = "bench-admin@ticketrush.io"
@@ -97,6 +117,7 @@ class Params:
     concerts: int
     wrk_threads: int
     invalidate_every_ms: float
+    quiet_wait_s: float
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +128,7 @@ class Params:
             "concerts": self.concerts,
             "wrk_threads": self.wrk_threads,
             "invalidate_every_ms": self.invalidate_every_ms,
+            "quiet_wait_s": self.quiet_wait_s,
         }
 
 
@@ -130,6 +152,8 @@ class PhaseResult:
     worker_cpu_s: list[float]
     invalidation_rounds: int | None = None
     pg_sessions_opened: int = 0
+    connections_per_worker: list[int] = field(default_factory=list)
+    attempts: int = 1
 
     @property
     def lookups(self) -> float:
@@ -138,6 +162,12 @@ class PhaseResult:
     @property
     def hit_ratio(self) -> float | None:
         return self.cache.get("hit", 0.0) / self.lookups if self.lookups else None
+
+    @property
+    def api_us_per_request(self) -> float | None:
+        """API CPU per request the server answered: hardly moved by what else runs."""
+        served = sum(self.http_status.values())
+        return self.cpu_s.get("api", 0.0) / served * 1e6 if served else None
 
     def cores(self, name: str) -> float:
         return self.cpu_s.get(name, 0.0) / self.wrk.duration_s if self.wrk.duration_s else 0.0
@@ -163,11 +193,14 @@ class PhaseResult:
                 "cache_lookups": self.cache,
                 "cache_loads": self.loads,
                 "hit_ratio": self.hit_ratio,
+                "api_cpu_us_per_request": self.api_us_per_request,
             },
             "cpu_cores": {k: round(self.cores(k), 3) for k in self.cpu_s},
             "api_worker_cores": [round(s / self.wrk.duration_s, 3) for s in self.worker_cpu_s],
             "invalidation_rounds": self.invalidation_rounds,
             "pg_sessions_opened": self.pg_sessions_opened,
+            "connections_per_worker": self.connections_per_worker,
+            "attempts": self.attempts,
         }
 
 
@@ -358,6 +391,13 @@ async def check_generation_key(redis: Redis, prefix: str, concert_id: int) -> No
         raise RuntimeError(f"{key} is not the cache generation key of concert {concert_id}")
 
 
+async def bump_generations(redis: Redis | None, prefix: str, concert_ids: list[int]) -> None:
+    """One invalidation round: every concert's cached detail becomes unreachable."""
+    assert redis is not None
+    keys = [generation_key(prefix, i) for i in concert_ids]
+    await redis.register_script(_BUMP_GENERATIONS)(keys=keys)
+
+
 @contextlib.asynccontextmanager
 async def invalidating(
     redis: Redis, prefix: str, concert_ids: list[int], every_s: float
@@ -438,15 +478,31 @@ async def run_phase(
 ) -> PhaseResult:
     params = bench.params
     assert bench.redis is not None and bench.api_pid is not None
+    workers = api_workers(bench)
+    port = int(bench.base_url.rpartition(":")[2])
+    split: dict[int, int] = {}
 
-    async def wrk(seconds: int) -> WrkResult:
+    async def balanced() -> bool:
+        # uvicorn's workers share one listening socket and each drains the accept queue when it
+        # wakes, so a burst of new connections can land on one worker and leave another idle.
+        split.clear()
+        split.update(established_connections(workers, port))
+        held = sum(split.values())
+        return held > 0 and well_spread(list(split.values()))
+
+    async def wrk(seconds: int, probe: Callable[[], Awaitable[bool]] | None) -> WrkResult | None:
         return await run_wrk(
             bench.base_url,
             phase.paths,
             duration_s=seconds,
             connections=params.concurrency,
             threads=params.wrk_threads,
+            probe=probe,
         )
+
+    async def accept_last() -> bool:
+        await balanced()
+        return True
 
     async with contextlib.AsyncExitStack() as stack:
         rounds = None
@@ -459,25 +515,52 @@ async def run_phase(
                     params.invalidate_every_ms / 1000,
                 )
             )
-        if params.warmup_s:
+
+        async def warm_up() -> None:
+            await wait_quiet(params.quiet_wait_s)
+            if phase.name == "warm":
+                # Entries filled earlier expire at scattered times (TTL jitter): start from an
+                # empty cache so the warm-up fills every entry now and all stay fresh for the
+                # measured run.
+                await bump_generations(bench.redis, bench.redis_prefix, bench.concert_ids)
             console.print(f"  {phase.name}: warm-up {params.warmup_s} s")
-            await wrk(params.warmup_s)
+            await wrk(params.warmup_s, None)
             await asyncio.sleep(SETTLE_S)
-        groups = {
-            "api": descendants(bench.api_pid),
-            "postgres_backends": await postgres_backends(bench.db_url),
-            "redis_server": await redis_server_pid(bench.redis),
-        }
-        workers = api_workers(bench)
+
+        await warm_up()
+        meter = CpuMeter(
+            {
+                "api": descendants(bench.api_pid),
+                "postgres_backends": await postgres_backends(bench.db_url),
+                "redis_server": await redis_server_pid(bench.redis),
+            }
+        )
         metrics_url = f"{bench.base_url}/metrics"
-        before = await scrape(client, metrics_url)
-        sessions_before = await postgres_sessions(bench.db_url)
-        rounds_before = rounds[0] if rounds else 0
-        meter = CpuMeter(groups)
-        console.print(f"  {phase.name}: measuring {params.duration_s} s")
-        meter.start()
-        result = await wrk(params.duration_s)
-        cpu = meter.stop()
+        result = None
+        attempt = split_retries = noise_retries = 0
+        while result is None:
+            attempt += 1
+            any_split = split_retries >= SPLIT_RETRIES or len(workers) == 1
+            before = await scrape(client, metrics_url)
+            sessions_before = await postgres_sessions(bench.db_url)
+            rounds_before = rounds[0] if rounds else 0
+            console.print(f"  {phase.name}: measuring {params.duration_s} s (attempt {attempt})")
+            meter.start()
+            result = await wrk(params.duration_s, accept_last if any_split else balanced)
+            cpu = meter.stop()
+            if result is None:
+                split_retries += 1
+                console.print(f"  {phase.name}: connections per worker {sorted(split.values())}")
+                await asyncio.sleep(SETTLE_S)
+            elif (
+                noise_retries < NOISE_RETRIES
+                and (noise := foreign_cores(cpu, result)) > QUIET_OTHER_CORES
+            ):
+                noise_retries += 1
+                console.print(f"  {phase.name}: {noise:.2f} cores used by other processes")
+                result = None
+                # Waiting may outlast the cache TTL: warm up again.
+                await warm_up()
         rounds_done = rounds[0] - rounds_before if rounds else None
         await asyncio.sleep(SETTLE_S)
         after = await scrape(client, metrics_url)
@@ -510,6 +593,8 @@ async def run_phase(
         worker_cpu_s=sorted((meter.per_pid.get(pid, 0.0) for pid in workers), reverse=True),
         invalidation_rounds=rounds_done,
         pg_sessions_opened=max(sessions_opened, 0),
+        connections_per_worker=sorted(split.values(), reverse=True),
+        attempts=attempt,
     )
 
 
@@ -529,12 +614,12 @@ def checks(results: dict[str, PhaseResult]) -> list[tuple[str, bool, str]]:
             )
         )
     warm, cold = results["warm"], results["cold"]
-    warm_misses = warm.cache.get("miss", 0.0)
+    warm_hits = warm.cache.get("hit", 0.0)
     out.append(
         (
-            "warm: every lookup found the cache (no miss)",
-            warm.lookups > 0 and warm_misses == 0,
-            f"{warm.lookups:g} lookups, {warm_misses:g} misses, {warm.loads:g} DB loads",
+            "warm: every lookup was a hit on a fresh entry (no DB load)",
+            warm.lookups > 0 and warm_hits == warm.lookups and warm.loads == 0,
+            f"{warm.lookups:g} lookups, {warm_hits:g} hits, {warm.loads:g} DB loads",
         )
     )
     # A lookup that found any entry (fresh, stale or negative) means an invalidation was missed.
@@ -578,6 +663,10 @@ def params_table(params: Params, generator: str) -> Table:
     return table
 
 
+def fmt_us(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
 def fmt_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
@@ -587,7 +676,7 @@ def results_table(results: dict[str, PhaseResult]) -> Table:
     table = Table(title="results", title_justify="left")
     for column in ("phase", "req/s", "vs no-op", "p50 ms", "p90 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="left" if column == "phase" else "right")
-    for column in ("errors", "hit ratio", "DB loads/req"):
+    for column in ("errors", "hit ratio", "DB loads/req", "API CPU us/req"):
         table.add_column(column, justify="right")
     for r in results.values():
         lat = r.wrk.latency_ms
@@ -603,6 +692,7 @@ def results_table(results: dict[str, PhaseResult]) -> Table:
             str(r.wrk.error_count),
             fmt_ratio(r.hit_ratio),
             loads,
+            fmt_us(r.api_us_per_request),
         )
     return table
 
@@ -613,18 +703,35 @@ CPU_GROUPS = (
     ("redis_server", "redis-server"),
     ("wrk", "wrk"),
     ("bench_process", "bench script"),
+    ("kernel_irq", "kernel irq/softirq"),
 )
 
 
+def other_cores(r: PhaseResult) -> float:
+    """Machine CPU not used by any process the benchmark knows of."""
+    return max(r.cores("machine_busy") - sum(r.cores(k) for k, _ in CPU_GROUPS), 0.0)
+
+
+def well_spread(connections: list[int]) -> bool:
+    """Every worker holds at least MIN_WORKER_SHARE of its fair share of the connections."""
+    held = sum(connections)
+    return held > 0 and min(connections) >= MIN_WORKER_SHARE * held / len(connections)
+
+
+def foreign_cores(cpu: dict[str, float], result: WrkResult) -> float:
+    """`other_cores` of a measured attempt before it becomes a PhaseResult."""
+    known = sum(v for k, v in cpu.items() if not k.startswith("machine_")) + result.wrk_cpu_s
+    return max(cpu["machine_busy"] - known, 0.0) / result.duration_s
+
+
 def cpu_rows(r: PhaseResult) -> list[str]:
-    named = sum(r.cores(k) for k, _ in CPU_GROUPS)
     busy, capacity = r.cores("machine_busy"), r.cores("machine_capacity")
-    workers = " / ".join(f"{s / r.wrk.duration_s:.2f}" for s in r.worker_cpu_s)
     return [
         *(f"{r.cores(k):.2f}" for k, _ in CPU_GROUPS),
-        f"{max(busy - named, 0.0):.2f}",
+        f"{other_cores(r):.2f}",
         f"{busy:.2f} of {capacity:.2f}",
-        workers,
+        " / ".join(f"{s / r.wrk.duration_s:.2f}" for s in r.worker_cpu_s),
+        " / ".join(str(n) for n in r.connections_per_worker),
     ]
 
 
@@ -633,7 +740,25 @@ CPU_HEADERS = [
     "other",
     "machine busy",
     "per API worker",
+    "connections per worker",
 ]
+
+
+def warnings(results: dict[str, PhaseResult], workers: int) -> list[str]:
+    """Conditions that make the figures less trustworthy without making them wrong."""
+    out = []
+    for r in results.values():
+        if (other := other_cores(r)) > QUIET_OTHER_CORES:
+            out.append(
+                f"{r.phase.name}: {other:.2f} cores were used by processes outside the benchmark: "
+                "the machine was not quiet, the figures understate the API"
+            )
+        if workers > 1 and not well_spread(r.connections_per_worker):
+            out.append(
+                f"{r.phase.name}: connections stayed unevenly spread over the API workers "
+                f"({' / '.join(map(str, r.connections_per_worker))}) after {r.attempts} attempts"
+            )
+    return out
 
 
 def cpu_table(results: dict[str, PhaseResult]) -> Table:
@@ -686,8 +811,8 @@ def render_markdown(report: dict[str, Any], results: dict[str, PhaseResult]) -> 
         "## Results",
         "",
         "| phase | req/s | vs no-op | p50 ms | p90 ms | p99 ms | max ms | errors "
-        "| server mean ms | hit ratio | DB loads/req |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server mean ms | hit ratio | DB loads/req | API CPU us/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     noop_rps = results["noop"].wrk.rps
     for r in results.values():
@@ -697,7 +822,8 @@ def render_markdown(report: dict[str, Any], results: dict[str, PhaseResult]) -> 
         lines.append(
             f"| {r.phase.title} | {r.wrk.rps:,.0f} | {fmt_ratio(r.wrk.rps / noop_rps)} "
             f"| {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.1f} "
-            f"| {r.wrk.error_count} | {server} | {fmt_ratio(r.hit_ratio)} | {loads} |"
+            f"| {r.wrk.error_count} | {server} | {fmt_ratio(r.hit_ratio)} | {loads} "
+            f"| {fmt_us(r.api_us_per_request)} |"
         )
     goal = "met" if ratios["warm_over_noop"] >= GOAL_WARM_OVER_NOOP else "**not met**"
     lines += [
@@ -705,7 +831,9 @@ def render_markdown(report: dict[str, Any], results: dict[str, PhaseResult]) -> 
         "Latency is wrk's, per request from send to last byte (closed loop: with all "
         f"{p['concurrency']} connections busy it includes the wait in the server's queue); "
         "`server mean` is the API's own `tr_http_request_duration_seconds` over the same "
-        "window (time inside the app, excluding the socket queue).",
+        "window (time inside the app, excluding the socket queue). `API CPU us/req` is the "
+        "CPU time of the API's processes divided by the requests they answered in the window: "
+        "unlike req/s it hardly depends on what else shares the cores.",
         "",
         "## Ratios",
         "",
@@ -713,17 +841,23 @@ def render_markdown(report: dict[str, Any], results: dict[str, PhaseResult]) -> 
         f"(goal >= {GOAL_WARM_OVER_NOOP:.0%}: {goal})",
         f"- cold / no-op throughput: **{ratios['cold_over_noop']:.1%}**",
         f"- warm / cold throughput: {ratios['warm_over_cold']:.1f}x",
+        "- API CPU per request, no-op / warm: "
+        f"**{fmt_ratio(ratios['api_cpu_noop_over_warm'])}**, no-op / cold: "
+        f"{fmt_ratio(ratios['api_cpu_noop_over_cold'])} (what the throughput ratios would be "
+        "if the API's own CPU were the only cost)",
         "",
         "## Cache counters per phase",
         "",
         'Deltas of the API\'s `tr_cache_requests_total{cache="concert_detail"}` and '
         '`tr_cache_loads_total{cache="concert_detail"}` over each measured window (all '
         "workers, Prometheus multiprocess mode). The server sees a few more requests than "
-        "wrk counts: the ones in flight when wrk stopped.",
+        "wrk counts: the ones in flight when wrk stopped. PostgreSQL connections opened: the "
+        "growth of `pg_stat_database.sessions` of the bench database (approximate: backends "
+        "report it lazily) - the API's pools opening new connections under load.",
         "",
         "| phase | lookups | hit | miss | other results | DB loads | hit ratio "
-        "| invalidation rounds |",
-        "|---|---:|---:|---:|---|---:|---:|---:|",
+        "| invalidation rounds | a concert came back every | PostgreSQL connections opened (~) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in results.values():
         if r.phase.name == "noop":
@@ -732,18 +866,30 @@ def render_markdown(report: dict[str, Any], results: dict[str, PhaseResult]) -> 
             ", ".join(f"{k} {v:g}" for k, v in r.cache.items() if k not in ("hit", "miss")) or "-"
         )
         rounds = str(r.invalidation_rounds) if r.invalidation_rounds is not None else "-"
+        # Each wrk thread cycles through its own share of the concerts.
+        cycle = len(r.phase.paths) / r.wrk.rps if r.wrk.rps else 0.0
         lines.append(
             f"| {r.phase.name} | {r.lookups:g} | {r.cache.get('hit', 0):g} "
             f"| {r.cache.get('miss', 0):g} | {other} | {r.loads:g} | {fmt_ratio(r.hit_ratio)} "
-            f"| {rounds} |"
+            f"| {rounds} | {cycle * 1000:,.0f} ms | {r.pg_sessions_opened} |"
         )
     lines += [
         "",
         "## Where the CPU went (cores, measured window)",
         "",
-        "From `/proc`: the API's processes, the PostgreSQL backends of the bench database, "
-        "redis-server, wrk (its rusage) and this script (the cold phase's invalidation "
-        "rounds); `other` is the rest of the machine (postmaster, kernel, anything else).",
+        "From `/proc`: the API's processes, the PostgreSQL backends of the bench database "
+        "that existed when the window opened, redis-server, wrk (its rusage) and this script "
+        "(the cold phase's invalidation rounds); `other` is the rest of the machine "
+        "(postmaster, backends opened during the window, anything else). "
+        "`connections per worker` counts wrk's established connections held by each uvicorn "
+        "worker half a second into the run: the workers share one listening socket and one of "
+        "them can take a whole burst of new connections (64/0 happens), so a run in which a "
+        f"worker holds less than {MIN_WORKER_SHARE:.0%} of its fair share is abandoned half a "
+        f"second in and started again (up to {SPLIT_RETRIES} times), and a run during which "
+        f"processes outside the benchmark used more than {QUIET_OTHER_CORES:g} cores is measured "
+        f"again (up to {NOISE_RETRIES} times). Attempts used: "
+        + ", ".join(f"{r.phase.name} {r.attempts}" for r in results.values())
+        + ".",
         "",
         "| phase | " + " | ".join(CPU_HEADERS) + " |",
         "|---|" + "---:|" * len(CPU_HEADERS),
@@ -759,6 +905,9 @@ def render_markdown(report: dict[str, Any], results: dict[str, PhaseResult]) -> 
     ]
     for what, ok, observed in report["checks"]:
         lines.append(f"- {'PASS' if ok else 'FAIL'} - {what} ({observed})")
+    if report["warnings"]:
+        lines += ["", "## Warnings", ""]
+        lines += [f"- {w}" for w in report["warnings"]]
     lines += ["", "![throughput and latency](catalog.png)", ""]
     return "\n".join(lines)
 
@@ -813,31 +962,75 @@ def write_reports(
 # --- orchestration ----------------------------------------------------------------------------
 
 
+def cpu_ratio(reference: PhaseResult, other: PhaseResult) -> float | None:
+    ref, cost = reference.api_us_per_request, other.api_us_per_request
+    return ref / cost if ref and cost else None
+
+
 async def cleanup(bench: Bench) -> None:
-    if bench.api_pid is not None:
-        await asyncio.to_thread(stop_process, bench.api_pid, 15)
-        bench.api_pid = None
-    if bench.redis is not None:
-        if bench.redis_prefix:
-            keys = [k async for k in bench.redis.scan_iter(f"{bench.redis_prefix}:*", count=1000)]
-            for start in range(0, len(keys), 1000):
-                await bench.redis.unlink(*keys[start : start + 1000])
-        await bench.redis.aclose()
-        bench.redis = None
-    if bench.db_url:
-        await drop_database(bench.db_url)
-        bench.db_url = ""
-    if bench.metrics_dir is not None:
-        for child in bench.metrics_dir.iterdir():
-            child.unlink()
-        bench.metrics_dir.rmdir()
-        bench.metrics_dir = None
+    """Release everything the run created; one failed step does not skip the others."""
+
+    async def stop_api() -> None:
+        if bench.api_pid is not None:
+            await asyncio.to_thread(stop_process, bench.api_pid, 15)
+            bench.api_pid = None
+
+    async def drop_keys() -> None:
+        if bench.redis is not None:
+            if bench.redis_prefix:
+                pattern = f"{bench.redis_prefix}:*"
+                keys = [k async for k in bench.redis.scan_iter(pattern, count=1000)]
+                for start in range(0, len(keys), 1000):
+                    await bench.redis.unlink(*keys[start : start + 1000])
+            await bench.redis.aclose()
+            bench.redis = None
+
+    async def drop_db() -> None:
+        if bench.db_url:
+            await drop_database(bench.db_url)
+            bench.db_url = ""
+
+    async def remove_metrics_dir() -> None:
+        if bench.metrics_dir is not None:
+            await asyncio.to_thread(shutil.rmtree, bench.metrics_dir)
+            bench.metrics_dir = None
+
+    for step in (stop_api, drop_keys, drop_db, remove_metrics_dir):
+        try:
+            await step()
+        except Exception as exc:  # report and go on: the other resources still need releasing
+            console.print(f"[red]cleanup: {step.__name__} failed: {exc}[/red]")
 
 
 async def sample_background() -> float:
-    busy, _ = machine_busy_s()
+    busy = machine_busy_s()[0]
     await asyncio.sleep(1.0)
     return machine_busy_s()[0] - busy
+
+
+async def wait_quiet(max_wait_s: float, quiet_samples: int = 2) -> float:
+    """Wait (up to `max_wait_s`) until the machine is idle apart from us; the last load seen.
+
+    The figures are only worth something when nothing else competes for the cores: the API is
+    idle between phases, so what one-second samples see busy belongs to someone else. Quiet
+    means `quiet_samples` samples in a row, so a lull between someone's steps does not count.
+    """
+    deadline = time.monotonic() + max_wait_s
+    waited = False
+    streak = 0
+    while True:
+        busy = await sample_background()
+        streak = streak + 1 if busy <= QUIET_OTHER_CORES else 0
+        if streak >= quiet_samples or time.monotonic() >= deadline:
+            if waited:
+                console.print(f"  machine load now {busy:.2f} cores")
+            return busy
+        if not waited and streak == 0:
+            console.print(
+                f"  waiting up to {max_wait_s:g} s for a quiet machine "
+                f"({busy:.2f} cores busy outside the benchmark)"
+            )
+            waited = True
 
 
 async def run(params: Params, out_dir: Path) -> int:
@@ -845,6 +1038,13 @@ async def run(params: Params, out_dir: Path) -> int:
     console.print(params_table(params, generator))
     bench = Bench(params=params)
     settings = get_settings()
+    # A kill (CI timeout, `kill PID`) must still stop the API and drop the database: SIGTERM and
+    # SIGHUP cancel this task, which runs the `finally` below (asyncio.run does it for SIGINT).
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, task.cancel)
     try:
         bench.stack_env = ensure_stack_env()
         tag = secrets.token_hex(4)
@@ -879,7 +1079,7 @@ async def run(params: Params, out_dir: Path) -> int:
             f"in {time.monotonic() - started:.1f} s"
         )
         await check_generation_key(bench.redis, bench.redis_prefix, bench.concert_ids[0])
-        background = await sample_background()
+        background = await wait_quiet(params.quiet_wait_s)
 
         detail_paths = [f"/concerts/{i}" for i in bench.concert_ids]
         phases = [
@@ -916,9 +1116,12 @@ async def run(params: Params, out_dir: Path) -> int:
             "warm_over_noop": warm / noop if noop else 0.0,
             "cold_over_noop": cold / noop if noop else 0.0,
             "warm_over_cold": warm / cold if cold else 0.0,
+            "api_cpu_noop_over_warm": cpu_ratio(results["noop"], results["warm"]),
+            "api_cpu_noop_over_cold": cpu_ratio(results["noop"], results["cold"]),
         },
         "goal": {"warm_over_noop_min": GOAL_WARM_OVER_NOOP},
         "checks": found,
+        "warnings": warnings(results, params.workers),
     }
     write_reports(out_dir, report, results, params)
 
@@ -932,6 +1135,8 @@ async def run(params: Params, out_dir: Path) -> int:
     for what, ok, observed in found:
         mark = "[green]PASS[/green]" if ok else "[red]FAIL[/red]"
         console.print(f"{mark} {what} ({observed})")
+    for warning in report["warnings"]:
+        console.print(f"[yellow]WARNING[/yellow] {warning}")
     console.print(f"wrote {out_dir}/catalog.md, catalog.json, catalog.png")
     return 0 if all(ok for _, ok, _ in found) else 1
 
@@ -949,23 +1154,40 @@ def parse_args(argv: list[str] | None = None) -> tuple[Params, Path]:
     parser.add_argument("--workers", type=positive, default=2, help="API worker processes")
     parser.add_argument("--concurrency", type=positive, default=64, help="open connections")
     parser.add_argument("--duration", type=positive, default=10, help="seconds per phase")
-    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds before each phase")
+    parser.add_argument(
+        "--warmup", type=positive, default=3, help="warm-up seconds before each phase (>= 1)"
+    )
     parser.add_argument("--concerts", type=positive, default=1000, help="concerts to create")
     parser.add_argument("--wrk-threads", type=positive, default=1)
     parser.add_argument(
         "--invalidate-ms", type=float, default=20.0, help="cold phase: invalidation round period"
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait, before each phase, for other processes to leave the CPUs idle",
+    )
     args = parser.parse_args(argv)
+    settings = get_settings()
+    # Cached entries stay fresh for at least this long; the warm phase must fit in it.
+    fresh_s = settings.cache_ttl_s * (1 - settings.cache_ttl_jitter)
+    if args.warmup + args.duration + TTL_MARGIN_S > fresh_s:
+        parser.error(
+            f"--warmup + --duration must stay below {fresh_s - TTL_MARGIN_S:g} s: cached "
+            f"entries may go stale after {fresh_s:g} s (TR_CACHE_TTL_S, TR_CACHE_TTL_JITTER)"
+        )
     if args.concerts < 2 * args.concurrency:
         parser.error("--concerts must be at least twice --concurrency (no concert in flight twice)")
     params = Params(
         workers=args.workers,
         concurrency=args.concurrency,
         duration_s=args.duration,
-        warmup_s=max(args.warmup, 0),
+        warmup_s=args.warmup,
         concerts=args.concerts,
         wrk_threads=args.wrk_threads,
         invalidate_every_ms=args.invalidate_ms,
+        quiet_wait_s=args.quiet_wait,
     )
     return params, args.out
 
@@ -977,6 +1199,9 @@ def _reported() -> Iterator[None]:
     except (LoadGenError, StackError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise SystemExit(2) from None
+    except asyncio.CancelledError:
+        console.print("[red]interrupted: cleaned up, no report written[/red]")
+        raise SystemExit(143) from None
 
 
 def main(argv: list[str] | None = None) -> None:

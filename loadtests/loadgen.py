@@ -1,7 +1,8 @@
 """Shared load-generator plumbing for the benchmarks: wrk runs, CPU accounting, /metrics scrapes.
 
-The load comes from `wrk` (C, epoll, one OS process, negligible CPU per request) so that on a
-small machine the generator does not eat the cores the server is measured on. A Lua script
+The load comes from `wrk` (C, epoll, one OS process, some 20 us of CPU per request where a Python
+API spends hundreds) so that on a small machine the generator does not eat the cores the server
+is measured on. A Lua script
 cycles through a list of paths (each wrk thread owns a disjoint share, so one path is never in
 flight on two threads) and writes the run's figures as JSON.
 """
@@ -31,7 +32,6 @@ WRK_HINT = (
     "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`; "
     "the catalog benchmark uses it as its load generator"
 )
-PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Paths come from $LOADGEN_PATHS (one per line); the JSON summary goes to $LOADGEN_OUT.
@@ -99,9 +99,10 @@ def wrk_version(executable: str) -> str:
     result = subprocess.run(
         [executable, "--version"], capture_output=True, text=True, check=False, timeout=5
     )
-    # `wrk -v` prints its banner and exits 1.
+    # `wrk -v` prints its banner and exits 1: "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) ...".
     first = (result.stdout or result.stderr).strip().splitlines()
-    return first[0] if first else "wrk (unknown version)"
+    banner = first[0].split(" Copyright")[0].strip() if first else ""
+    return banner or "wrk (unknown version)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +170,18 @@ async def run_wrk(
             *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
         communicate = asyncio.ensure_future(proc.communicate())
-        if probe is not None:
-            done, _ = await asyncio.wait({communicate}, timeout=probe_after_s)
-            if not done and not await probe():
+        try:
+            if probe is not None:
+                done, _ = await asyncio.wait({communicate}, timeout=probe_after_s)
+                if not done and not await probe():
+                    proc.kill()
+                    await communicate
+                    return None
+            output, _ = await communicate
+        except BaseException:  # cancelled (the caller was interrupted): no orphaned wrk
+            if proc.returncode is None:
                 proc.kill()
-                await communicate
-                return None
-        output, _ = await communicate
+            raise
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         raw = _read_summary(out) if proc.returncode == 0 else None
         if raw is None:
@@ -193,13 +199,19 @@ async def run_wrk(
 # --- CPU accounting ---------------------------------------------------------------------------
 
 
-def machine_busy_s() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, summed over all cores."""
+def machine_busy_s() -> tuple[float, float, float]:
+    """(busy, total, irq) CPU seconds of the whole machine since boot, summed over all cores.
+
+    `irq` (hard and soft interrupts, e.g. loopback TCP) is inside `busy` but charged to no
+    process.
+    """
     with open("/proc/stat") as fh:
         fields = [int(v) for v in fh.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
+    user, nice, system, _idle, _iowait, irq, softirq, _steal = fields[:8]
     total = sum(fields[:8])  # guest time is already inside user/nice
-    return (total - idle) / _CLOCK_TICKS, total / _CLOCK_TICKS
+    # Steal (the hypervisor running someone else) is lost capacity, not work done here.
+    busy = user + nice + system + irq + softirq
+    return busy / _CLOCK_TICKS, total / _CLOCK_TICKS, (irq + softirq) / _CLOCK_TICKS
 
 
 def process_cpu_s(pid: int) -> float | None:
@@ -241,13 +253,14 @@ class CpuMeter:
     groups: Mapping[str, list[int]]
     _busy: float = 0.0
     _wall: float = 0.0
+    _irq: float = 0.0
     _self: float = 0.0
     _per_pid: dict[int, float] = field(default_factory=dict)
     result: dict[str, float] = field(default_factory=dict)
     per_pid: dict[int, float] = field(default_factory=dict)
 
     def start(self) -> None:
-        self._busy, self._wall = machine_busy_s()
+        self._busy, self._wall, self._irq = machine_busy_s()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self._self = usage.ru_utime + usage.ru_stime
         self._per_pid = {
@@ -258,7 +271,7 @@ class CpuMeter:
         }
 
     def stop(self) -> dict[str, float]:
-        busy, wall = machine_busy_s()
+        busy, wall, irq = machine_busy_s()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self.per_pid = {}
         for pid, before in self._per_pid.items():
@@ -269,6 +282,7 @@ class CpuMeter:
             for name, pids in self.groups.items()
         }
         self.result["bench_process"] = usage.ru_utime + usage.ru_stime - self._self
+        self.result["kernel_irq"] = irq - self._irq
         self.result["machine_busy"] = busy - self._busy
         self.result["machine_capacity"] = wall - self._wall
         return self.result

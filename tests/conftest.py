@@ -24,10 +24,11 @@ from app.core.config import Settings
 from app.core.migrate import upgrade
 from app.devstack.broker import free_port, start_broker, stop_process, wait_broker_ready
 from app.main import create_app
+from tests.fixtures.booking_consumer import booking_consumer
 from tests.fixtures.databases import create_database, drop_database
 from tests.fixtures.payments import SimProcess, sim, sim_process
 
-__all__ = ["sim", "sim_process"]  # fixtures shared with every test package
+__all__ = ["booking_consumer", "sim", "sim_process"]  # fixtures shared with every test package
 
 REDIS_URL = os.environ.get("TR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +75,16 @@ def settings(
         kafka_bootstrap=kafka_bootstrap,
         log_json=True,
         log_level="WARNING",
-        # Generous defaults; rate-limit tests use their own settings.
+        # Contention tests must sell exactly the stock, so strategies may wait long rather
+        # than give up (the defaults favour a fast 409 for fans); rate-limit tests use their own.
+        lock_timeout_ms=30_000,
+        # Two xdist workers, each with several API processes, share PostgreSQL's 100
+        # connections: small pools that wait instead of failing.
+        db_pool_size=5,
+        db_max_overflow=5,
+        db_pool_timeout=60,
+        optimistic_max_retries=1_000,
+        redis_lock_wait_ms=30_000,
         login_limit_per_account=1000,
         login_limit_per_ip=10_000,
         signup_limit_per_ip=10_000,
@@ -157,6 +167,12 @@ def live_server(
         "TR_REDIS_PREFIX": settings.redis_prefix,
         "TR_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "TR_PAYMENTS_URL": settings.payments_url,
+        "TR_LOCK_TIMEOUT_MS": str(settings.lock_timeout_ms),
+        "TR_DB_POOL_SIZE": str(settings.db_pool_size),
+        "TR_DB_MAX_OVERFLOW": str(settings.db_max_overflow),
+        "TR_DB_POOL_TIMEOUT": str(settings.db_pool_timeout),
+        "TR_OPTIMISTIC_MAX_RETRIES": str(settings.optimistic_max_retries),
+        "TR_REDIS_LOCK_WAIT_MS": str(settings.redis_lock_wait_ms),
         "TR_API_PORT": str(port),
         "TR_API_WORKERS": "2",
         "TR_LOG_LEVEL": "WARNING",

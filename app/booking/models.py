@@ -188,8 +188,13 @@ class BookingInbox(Base):
     """Processed booking requests from Kafka (strategy F): at-least-once delivery, applied once."""
 
     __tablename__ = "booking_inbox"
+    __table_args__ = (Index("ix_booking_inbox_concert_id", "concert_id"),)
 
     request_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # Who may read the outcome (owner-only polls) and which inventory it belongs to
+    # (reconciliation); no foreign keys: the inbox records requests, even refused ones.
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    concert_id: Mapped[int] = mapped_column(BigInteger)
     booking_id: Mapped[int | None] = mapped_column(BigInteger)
     outcome: Mapped[str] = mapped_column(String(24))
     result: Mapped[dict[str, Any]] = mapped_column(JSONB)

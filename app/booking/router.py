@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -18,6 +19,8 @@ from app.core.deps import State
 from app.core.openapi import problem_responses
 from app.core.pagination import Page
 from app.core.types import Id, Limit
+from app.queue.deps import AdmissionGate
+from app.queue.service import release_admission
 
 router = APIRouter(tags=["bookings"])
 
@@ -48,6 +51,7 @@ async def create_booking(
     state: State,
     user: CurrentUser,
     response: Response,
+    _admission: AdmissionGate,
     idempotency_key: IdemHeader = None,
 ) -> BookingRead | BookingRequestRead:
     booking, replayed = await service.hold(
@@ -74,6 +78,15 @@ async def get_booking(booking_id: Id, state: State, user: CurrentUser) -> Bookin
     )
 
 
+@router.get("/bookings/requests/{request_id}", responses=problem_responses(401, 404))
+async def get_booking_request(
+    request_id: uuid.UUID, state: State, user: CurrentUser
+) -> BookingRequestRead:
+    """Status of an accepted asynchronous hold (202 from strategy redis_claim): pending, then
+    held (with the booking id) or rejected (with the reason)."""
+    return await service.get_booking_request(state, request_id=request_id, user_id=user.user_id)
+
+
 @router.delete("/bookings/{booking_id}", responses=problem_responses(401, 404, 409))
 async def cancel_booking(booking_id: Id, state: State, user: CurrentUser) -> BookingRead:
     return await service.cancel(
@@ -87,7 +100,10 @@ async def pay_booking(
 ) -> BookingRead:
     # Paying is idempotent per booking (one provider key per attempt, replayed on retry), so
     # the header is accepted for client symmetry but not needed for safety.
-    return await service.pay(state, booking_id=booking_id, user_id=user.user_id)
+    booking = await service.pay(state, booking_id=booking_id, user_id=user.user_id)
+    # The purchase is complete: the fan's waiting-room slot goes to the next in line at once.
+    await release_admission(state, concert_id=booking.concert_id, user_id=user.user_id)
+    return booking
 
 
 @router.get("/users/me/bookings", responses=problem_responses(400, 401))

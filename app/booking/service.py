@@ -7,6 +7,7 @@ import hashlib
 import json
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -24,7 +25,8 @@ from app.booking.errors import (
     SeatTaken,
     SoldOut,
 )
-from app.booking.models import Booking, BookingStatus, GaInventory, Payment, Ticket
+from app.booking.inventory import Inventory
+from app.booking.models import Booking, BookingInbox, BookingStatus, GaInventory, Payment, Ticket
 from app.booking.schemas import (
     BookingCreate,
     BookingRead,
@@ -33,6 +35,7 @@ from app.booking.schemas import (
     TicketRead,
 )
 from app.booking.strategies.base import HoldRequest, IdempotentReplay, PendingHold
+from app.booking.strategies.redis_claim import BookingRequestNotFound
 from app.catalog.errors import ConcertNotFound
 from app.catalog.seat.service import invalidate_availability
 from app.core.metrics import BOOKING_LATENCY, BOOKING_OUTCOMES, HOLDS_EXPIRED
@@ -42,6 +45,18 @@ from app.core.state import AppState
 from app.payments.errors import PaymentDeclined
 
 log = structlog.get_logger(__name__)
+
+
+_LAZY_EXPIRY_INTERVAL_S = 0.25
+_last_lazy_expiry: dict[int, float] = {}
+
+
+def _lazy_expiry_due(concert_id: int) -> bool:
+    now = time.monotonic()
+    if now - _last_lazy_expiry.get(concert_id, 0.0) < _LAZY_EXPIRY_INTERVAL_S:
+        return False
+    _last_lazy_expiry[concert_id] = now
+    return True
 
 
 def request_hash(concert_id: int, body: BookingCreate) -> str:
@@ -131,8 +146,9 @@ async def hold(
             booking = await strategy.hold(state, req)
         except (SeatTaken, SoldOut):
             # Lazy expiry: stale holds on exactly these seats (or this stock) are released
-            # and the claim is tried once more.
-            if not await expire_due(
+            # and the claim is tried once more. Throttled per concert: in a hot-seat burst
+            # hundreds of losers would otherwise each open a transaction for nothing.
+            if not _lazy_expiry_due(concert_id) or not await expire_due(
                 state, concert_id=concert_id, seat_ids=req.seat_ids, path="lazy"
             ):
                 raise
@@ -162,6 +178,40 @@ async def hold(
     async with state.sessionmaker() as session:
         session.add(booking)
         return await to_read(session, booking), False
+
+
+async def get_booking_request(
+    state: AppState, *, request_id: uuid.UUID, user_id: int
+) -> BookingRequestRead:
+    """The outcome of an accepted asynchronous hold (strategy redis_claim), for its owner only.
+
+    Polls are answered from the Redis status record; the inbox table is the authority when the
+    record still says pending (or is gone, e.g. after a Redis loss)."""
+    status = await Inventory(state.redis, state.keys).load_status(request_id)
+    if status is not None and status.user_id == user_id and status.status != "pending":
+        return BookingRequestRead(
+            request_id=request_id,
+            concert_id=status.concert_id,
+            status=status.status,
+            booking_id=status.booking_id,
+            reason=status.reason,
+        )
+    async with state.sessionmaker() as session:
+        row = await session.get(BookingInbox, request_id)
+    if row is not None and row.outcome in ("held", "rejected"):
+        if row.user_id != user_id:
+            raise BookingRequestNotFound(f"No booking request with id {request_id}.")
+        return BookingRequestRead(
+            request_id=request_id,
+            concert_id=row.concert_id,
+            status="held" if row.outcome == "held" else "rejected",
+            booking_id=row.booking_id,
+            reason=row.result.get("reason"),
+        )
+    if status is None or status.user_id != user_id:
+        # Another fan's request is reported as missing, like another fan's booking.
+        raise BookingRequestNotFound(f"No booking request with id {request_id}.")
+    return BookingRequestRead(request_id=request_id, concert_id=status.concert_id, status="pending")
 
 
 async def _owned(session: AsyncSession, *, booking_id: int, user_id: int, admin: bool) -> Booking:

@@ -84,6 +84,61 @@ class Settings(BaseSettings):
 
     run_dir: Path = PROJECT_ROOT / ".run"
 
+    # Strategy F `redis_claim` and the booking consumer (`python -m app.booking_consumer`)
+    booking_produce_timeout_s: float = Field(default=5.0, gt=0)
+    # Lifetime of the Redis status record a fan polls (the inbox table keeps the outcome).
+    booking_request_ttl_s: int = Field(default=86_400, ge=60)
+    redis_claim_load_timeout_s: float = Field(default=10.0, gt=0)
+    booking_consumer_group: str = "booking-consumer"
+    booking_consumer_batch_size: int = Field(default=500, ge=1)
+    booking_consumer_poll_timeout_ms: int = Field(default=500, ge=1)
+    # How fast the group notices a killed consumer (its partitions wait that long).
+    booking_consumer_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    booking_consumer_metrics_port: int = Field(default=9102, ge=0)  # 0 = no metrics server
+
+    # Waiting room (`app/queue`): join/status/push of `POST /sales/{id}/queue` and friends
+    # A place in line with no status check (poll, push stream or join) for this long expires.
+    queue_grace_s: float = Field(default=120.0, ge=1)
+    # Fans may enter a sale's pre-queue this long before it opens.
+    queue_prequeue_window_s: int = Field(default=3600, ge=0)
+    # Recommended poll interval bounds (the maximum is also capped at a third of the grace).
+    queue_poll_min_s: float = Field(default=2.0, gt=0)
+    queue_poll_max_s: float = Field(default=30.0, gt=0)
+    # Push stream (SSE): one shared Redis call per sale per process per tick.
+    queue_push_tick_s: float = Field(default=1.0, gt=0)
+    queue_push_heartbeat_s: float = Field(default=15.0, gt=0)
+    queue_push_max_s: float = Field(default=300.0, gt=0)
+    # Fixed-window limits per account and per IP (IPs are shared behind carrier NAT: generous).
+    queue_limit_window_s: int = Field(default=60, ge=1)
+    queue_join_limit_per_account: int = Field(default=20, ge=1)
+    queue_join_limit_per_ip: int = Field(default=2000, ge=1)
+    queue_status_limit_per_account: int = Field(default=120, ge=1)
+    queue_status_limit_per_ip: int = Field(default=30_000, ge=1)
+    # How long a closed sale's counters (and its "closed" answer) stay in Redis.
+    queue_closed_retention_s: int = Field(default=86_400, ge=60)
+
+    # Admission worker (`python -m app.admission`)
+    admission_token_ttl_s: int = Field(default=600, ge=10)
+    admission_tick_s: float = Field(default=0.2, gt=0)
+    admission_lease_ttl_ms: int = Field(default=5000, ge=200)
+    admission_sync_s: float = Field(default=2.0, gt=0)
+    admission_stock_check_s: float = Field(default=2.0, gt=0)
+    # Admitted-and-active fans stay below this many times the tickets still free.
+    admission_oversubscription: float = Field(default=1.5, gt=0)
+    admission_burst_s: float = Field(default=1.0, gt=0)
+    admission_rate_ewma_tau_s: float = Field(default=10.0, gt=0)
+    admission_seal_chunk: int = Field(default=10_000, ge=1)
+    admission_metrics_port: int = Field(default=9103, ge=0)  # 0 = no metrics server
+    # Local backpressure (AIMD, app/queue/control.py) on signals under `<prefix>:{signals}:*`.
+    admission_backpressure: bool = True
+    admission_control_interval_s: float = Field(default=1.0, gt=0)
+    admission_target_lag: float = Field(default=5000, gt=0)
+    admission_target_p95_ms: float = Field(default=800.0, gt=0)
+    admission_target_error_ratio: float = Field(default=0.05, gt=0)
+    # Additive increase per control interval, as a fraction of the sale's max rate.
+    admission_rate_increase: float = Field(default=0.05, gt=0, le=1)
+    admission_rate_decrease: float = Field(default=0.7, gt=0, lt=1)
+
 
 @lru_cache
 def get_settings() -> Settings:

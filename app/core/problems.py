@@ -190,6 +190,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     ):
         app.add_exception_handler(exc_type, _unavailable)
 
+    @app.exception_handler(sa_exc.DBAPIError)
+    async def _database(request: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
+        # asyncpg reports overload ("too many clients", 53300), lost connections (08xxx) and
+        # cancelled statements (57014, statement_timeout) as plain DBAPIErrors.
+        cause = getattr(exc.orig, "__cause__", None) or exc.orig
+        sqlstate = str(getattr(cause, "sqlstate", "") or "")
+        if sqlstate[:2] in {"08", "53", "57"}:
+            return await _unavailable(request, exc)
+        return await _unhandled(request, exc)
+
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         # Logged with the traceback for operators; the client only sees a stable problem.

@@ -54,6 +54,8 @@ from app.devstack.broker import (
 APP_PROCESSES: dict[str, list[str]] = {
     "payments-sim": [sys.executable, "-m", "app.payments_sim"],
     "api": [sys.executable, "-m", "app.api"],
+    "admission": [sys.executable, "-m", "app.admission"],
+    "booking-consumer": [sys.executable, "-m", "app.booking_consumer"],
 }
 MIGRATE_ARGV = [sys.executable, "-m", "app.cli", "migrate"]
 API_HEALTH_TIMEOUT_S = 30.0

@@ -26,9 +26,10 @@ async def own_app(settings: Settings, **overrides: Any) -> AsyncIterator[httpx.A
         update={"redis_prefix": f"{settings.redis_prefix}-{uuid.uuid4().hex[:6]}"} | overrides
     )
     application: FastAPI = create_app(custom)
-    async with application.router.lifespan_context(application), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=application), base_url="http://t"
-    ) as c:
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as c,
+    ):
         yield c
 
 

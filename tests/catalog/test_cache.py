@@ -113,7 +113,7 @@ async def test_cross_process_single_flight_and_metrics(
     loads = 'tr_cache_loads_total{cache="concert_detail"}'
     served = 'tr_http_requests_total{method="GET",route="/concerts/{concert_id}",status="200"}'
     concert = await make_concert(client, admin_headers)
-    limits = httpx.Limits(max_connections=200)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=live_server.url, limits=limits, timeout=30) as c:
         before = (await c.get("/metrics")).text
         responses = await asyncio.gather(*(c.get(f"/concerts/{concert['id']}") for _ in range(200)))

@@ -7,6 +7,7 @@ from app.booking.strategies.base import BookingStrategy, HoldRequest
 from app.booking.strategies.inprocess import InProcessStrategy
 from app.booking.strategies.optimistic import OptimisticStrategy
 from app.booking.strategies.pessimistic import PessimisticStrategy
+from app.booking.strategies.redis_claim import RedisClaimStrategy
 from app.booking.strategies.redis_lock import RedisLockStrategy
 
 
@@ -18,6 +19,7 @@ def build_registry() -> dict[str, BookingStrategy]:
         OptimisticStrategy(),
         RedisLockStrategy(),
         AtomicStrategy(),
+        RedisClaimStrategy(),
     ]
     return {s.name: s for s in strategies}
 

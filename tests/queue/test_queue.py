@@ -1,0 +1,382 @@
+"""The waiting room against real Redis and PostgreSQL, with the admission worker in-process so
+each step is observable: idempotent joins, order kept after open, the random draw of the
+pre-queue, abandonment, leaving, rate limits and a sale closing with fans still in line."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import secrets
+import statistics
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from app.core.config import Settings
+from app.queue import service
+from app.queue.errors import AdmissionRevoked
+from app.queue.models import CloseReason
+from app.queue.schemas import RateSet
+from app.queue.store import QueueStore, SaleSnapshot
+from app.queue.worker import AdmissionWorker
+from tests.booking.conftest import make_sale
+from tests.fixtures.payments import Sim
+from tests.queue.conftest import bulk_fans, new_sale, queue_app, tick_until
+
+PROBLEM = "application/problem+json"
+
+
+async def _status(client: httpx.AsyncClient, sale_id: int, headers: dict[str, str]) -> Any:
+    r = await client.get(f"/sales/{sale_id}/queue/me", headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_same_account_joining_concurrently_keeps_one_place(
+    settings: Settings, admin_headers: dict[str, str]
+) -> None:
+    async with queue_app(settings) as (client, state):
+        sale = await new_sale(client, admin_headers, opens_in=-1)
+        await service.open_sale(state, sale_id=sale["id"])
+        fan, other = await bulk_fans(state, settings, 2)
+        await client.post(f"/sales/{sale['id']}/queue", headers=other.headers)
+        joins = await asyncio.gather(
+            *(client.post(f"/sales/{sale['id']}/queue", headers=fan.headers) for _ in range(20))
+        )
+        assert sorted(r.status_code for r in joins) == [200] * 19 + [201]
+        assert {r.json()["position"] for r in joins} == {2}
+        assert all(r.headers["location"] == f"/sales/{sale['id']}/queue/me" for r in joins)
+        again = await _status(client, sale["id"], fan.headers)
+        assert again["state"] == "waiting"
+        assert (again["position"], again["people_ahead"]) == (2, 1)
+        stats = (await client.get(f"/sales/{sale['id']}/stats", headers=admin_headers)).json()
+        assert stats["joined"] == 2 and stats["queue_length"] == 2
+
+
+async def test_order_after_open_is_first_come_first_served(
+    settings: Settings, admin_headers: dict[str, str]
+) -> None:
+    async with queue_app(settings) as (client, state):
+        sale = await new_sale(
+            client, admin_headers, opens_in=-1, initial_rate=1000, max_rate=1000, max_active=10
+        )
+        await service.open_sale(state, sale_id=sale["id"])
+        fans = await bulk_fans(state, settings, 30)
+        for fan in fans:  # one after the other: arrival order is known
+            r = await client.post(f"/sales/{sale['id']}/queue", headers=fan.headers)
+            assert r.status_code == 201
+        places = [(await _status(client, sale["id"], f.headers))["position"] for f in fans]
+        assert places == list(range(1, 31))
+        worker = AdmissionWorker(state)
+
+        async def ten_admitted() -> bool:
+            stats = await service.sale_stats(state, sale_id=sale["id"])
+            return stats.admitted_active == 10
+
+        await tick_until(worker, ten_admitted)
+        states = [(await _status(client, sale["id"], f.headers)) for f in fans]
+        assert [s["state"] for s in states] == ["admitted"] * 10 + ["waiting"] * 20
+        # max_active holds: nobody else got in, and those waiting moved up.
+        assert [s["people_ahead"] for s in states[10:]] == list(range(20))
+        assert all(s["admission_token"] for s in states[:10])
+        await worker.release_all()
+
+
+async def test_pre_queue_is_drawn_at_random_and_later_arrivals_follow(
+    settings: Settings, admin_headers: dict[str, str]
+) -> None:
+    async with queue_app(settings) as (client, state):
+        sale = await new_sale(client, admin_headers, opens_in=3600)
+        early = await bulk_fans(state, settings, 200)
+        for fan in early:
+            r = await client.post(f"/sales/{sale['id']}/queue", headers=fan.headers)
+            assert r.status_code == 201, r.text
+            body = r.json()
+            assert body["state"] == "pre_queue" and body["position"] is None
+            assert 3500 < body["eta_seconds"] <= 3600
+        await service.open_sale(state, sale_id=sale["id"])
+        late = await bulk_fans(state, settings, 5)
+        for fan in late:  # arrive while the draw has not run yet
+            assert (await client.post(f"/sales/{sale['id']}/queue", headers=fan.headers)).json()[
+                "state"
+            ] == "waiting"
+        late_status = await _status(client, sale["id"], late[0].headers)
+        assert late_status["position"] == 201
+        assert late_status["people_ahead"] == 200  # the undrawn pre-queue is ahead
+        waiting = await _status(client, sale["id"], early[0].headers)
+        assert waiting["state"] == "pre_queue"
+
+        worker = AdmissionWorker(state)
+        await service.set_rate(state, sale_id=sale["id"], data=RateSet(rate=0, mode="manual"))
+        store = service.store_of(state)
+
+        async def drawn() -> bool:
+            stats = await store.stats(sale["id"])
+            return stats is not None and stats.pre_queue == 0
+
+        await tick_until(worker, drawn)
+        places = [(await _status(client, sale["id"], f.headers))["position"] for f in early]
+        assert sorted(places) == list(range(1, 201))
+        assert places != list(range(1, 201))
+        # Arrival order carries no advantage: rank correlation with it is near zero.
+        rho = statistics.correlation(list(range(200)), places)
+        assert abs(rho) < 0.3, rho
+        late_places = [(await _status(client, sale["id"], f.headers))["position"] for f in late]
+        assert late_places == list(range(201, 206))
+        await worker.release_all()
+
+
+async def test_draw_is_uniform(settings: Settings, app: Any) -> None:
+    """Store level, many small sales: each of 4 pre-queue fans is first about equally often."""
+    state = app.state.tr
+    store = QueueStore(state.redis, state.keys)
+    trials, firsts = 400, Counter[int]()
+    # Sale ids far above the database's, unique to this run.
+    base = 10**12 + secrets.randbelow(10**9) * 1000
+    scheduled = SaleSnapshot("scheduled", "", 1, int(time.time() * 1000), 2**50, 10, 1, 10, 10)
+    for trial in range(trials):
+        sale_id = base + trial
+        await store.sync(sale_id, scheduled, retention_ms=60_000)
+        for user in (1, 2, 3, 4):
+            joined = await store.join(
+                sale_id,
+                user,
+                grace_ms=60_000,
+                draw_key=secrets.randbits(52) / 2**52,
+                window_ms=2**50,
+            )
+            assert joined.kind == "new"
+        opened = dataclasses.replace(scheduled, status="open")
+        await store.sync(sale_id, opened, retention_ms=60_000)
+        owner = await store.acquire(sale_id, "test", ttl_ms=10_000)
+        assert owner is not None
+        assert await store.seal(sale_id, owner, chunk=10) == (4, 0)
+        _, fans = await store.status(sale_id, [1, 2, 3, 4], grace_ms=60_000)
+        firsts[next(u for u, f in zip((1, 2, 3, 4), fans, strict=True) if f.place == 1)] += 1
+        await state.redis.delete(*store.keys(sale_id))
+    # Chi-square with 3 degrees of freedom; 16.27 is the 0.1% critical value.
+    chi2 = sum((firsts[u] - trials / 4) ** 2 / (trials / 4) for u in (1, 2, 3, 4))
+    assert chi2 < 16.27, firsts
+
+
+async def test_abandoned_places_expire_and_never_block_admission(
+    settings: Settings, admin_headers: dict[str, str]
+) -> None:
+    async with queue_app(settings, queue_grace_s=2.0) as (client, state):
+        sale = await new_sale(client, admin_headers, opens_in=-1, max_active=5)
+        await service.open_sale(state, sale_id=sale["id"])
+        await service.set_rate(state, sale_id=sale["id"], data=RateSet(rate=0))
+        gone, stays = await bulk_fans(state, settings, 2)
+        for fan in (gone, stays):
+            await client.post(f"/sales/{sale['id']}/queue", headers=fan.headers)
+        for _ in range(8):  # `stays` keeps checking, `gone` closed the tab
+            await asyncio.sleep(0.3)
+            await _status(client, sale["id"], stays.headers)
+        worker = AdmissionWorker(state)
+        await worker.tick()
+        expired = await _status(client, sale["id"], gone.headers)
+        assert expired["state"] == "expired" and expired["reason"] == "abandoned"
+        assert expired["rejoin_url"] == f"/sales/{sale['id']}/queue"
+        assert "Join again" in expired["message"]
+        alive = await _status(client, sale["id"], stays.headers)
+        assert (alive["state"], alive["people_ahead"]) == ("waiting", 0)
+        stats = await service.sale_stats(state, sale_id=sale["id"])
+        assert (stats.queue_length, stats.abandoned) == (1, 1)
+        # The head of the line is the live fan: admission goes straight to them.
+        await service.set_rate(state, sale_id=sale["id"], data=RateSet(rate=100))
+
+        async def admitted() -> bool:
+            return (await _status(client, sale["id"], stays.headers))["state"] == "admitted"
+
+        await tick_until(worker, admitted)
+        rejoin = await client.post(f"/sales/{sale['id']}/queue", headers=gone.headers)
+        assert rejoin.status_code == 201
+        assert rejoin.json()["state"] == "waiting" and rejoin.json()["position"] == 3
+        await worker.release_all()
+
+
+async def test_leaving_frees_the_admission_slot_at_once(
+    settings: Settings, admin_headers: dict[str, str]
+) -> None:
+    async with queue_app(settings) as (client, state):
+        sale = await new_sale(
+            client, admin_headers, opens_in=-1, max_active=1, initial_rate=100, max_rate=100
+        )
+        await service.open_sale(state, sale_id=sale["id"])
+        first, second, third = await bulk_fans(state, settings, 3)
+        for fan in (first, second, third):
+            await client.post(f"/sales/{sale['id']}/queue", headers=fan.headers)
+        worker = AdmissionWorker(state)
+
+        async def state_of(fan: Any, wanted: str) -> bool:
+            return (await _status(client, sale["id"], fan.headers))["state"] == wanted
+
+        await tick_until(worker, lambda: state_of(first, "admitted"))
+        for _ in range(3):
+            await worker.tick()
+        assert await state_of(second, "waiting")  # max_active = 1
+        r = await client.delete(f"/sales/{sale['id']}/queue/me", headers=first.headers)
+        assert r.status_code == 204
+        assert (
+            await client.delete(f"/sales/{sale['id']}/queue/me", headers=first.headers)
+        ).status_code == 204
+        r = await client.get(f"/sales/{sale['id']}/queue/me", headers=first.headers)
+        assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
+        assert r.json()["type"].endswith("/not-in-queue")
+        await tick_until(worker, lambda: state_of(second, "admitted"))
+        # A completed purchase ends the admission the same way (booking calls this).
+        assert await service.release_admission(
+            state, concert_id=sale["concert_id"], user_id=second.user_id
+        )
+        assert not await service.release_admission(
+            state, sale_id=sale["id"], user_id=second.user_id
+        )
+        await tick_until(worker, lambda: state_of(third, "admitted"))
+        stats = await service.sale_stats(state, sale_id=sale["id"])
+        assert (stats.left, stats.completed, stats.admitted_total) == (1, 1, 3)
+        await worker.release_all()
+
+
+async def test_sale_closing_with_fans_still_queued(
+    settings: Settings, admin_headers: dict[str, str]
+) -> None:
+    async with queue_app(settings) as (client, state):
+        sale = await new_sale(client, admin_headers, opens_in=-1, closes_in=5, max_active=2)
+        await service.open_sale(state, sale_id=sale["id"])
+        fans = await bulk_fans(state, settings, 6)
+        for fan in fans:
+            await client.post(f"/sales/{sale['id']}/queue", headers=fan.headers)
+        worker = AdmissionWorker(state)
+
+        async def two_admitted() -> bool:
+            return (await service.sale_stats(state, sale_id=sale["id"])).admitted_active == 2
+
+        await tick_until(worker, two_admitted)
+        admitted_token = (await _status(client, sale["id"], fans[0].headers))["admission_token"]
+
+        async def closed() -> bool:
+            return (await service.get_sale(state, sale_id=sale["id"])).status == "closed"
+
+        await tick_until(worker, closed, timeout=8, pause=0.2)
+        for fan in fans:  # admitted or waiting: everybody gets the same definite answer
+            body = await _status(client, sale["id"], fan.headers)
+            assert (body["state"], body["reason"]) == ("closed", "time")
+            assert body["admission_token"] is None and body["poll_after_seconds"] is None
+        row = await service.get_sale(state, sale_id=sale["id"])
+        assert row.close_reason == CloseReason.time and row.closed_at is not None
+        stats = await service.sale_stats(state, sale_id=sale["id"])
+        assert (stats.queued_at_close, stats.admitted_active) == (4, 0)
+        # Admissions were revoked with the close.
+        with pytest.raises(AdmissionRevoked):
+            await service.verify_admission(
+                state,
+                token=admitted_token,
+                concert_id=sale["concert_id"],
+                user_id=fans[0].user_id,
+            )
+        late = await client.post(f"/sales/{sale['id']}/queue", headers=fans[0].headers)
+        assert late.status_code == 409 and late.headers["content-type"] == PROBLEM
+        assert late.json()["state"] == "closed"
+
+
+async def test_rate_limits_per_account_and_ip(
+    settings: Settings, admin_headers: dict[str, str]
+) -> None:
+    async with queue_app(
+        settings,
+        queue_join_limit_per_account=3,
+        queue_status_limit_per_account=5,
+        queue_status_limit_per_ip=8,
+    ) as (client, state):
+        sale = await new_sale(client, admin_headers)
+        fan, other = await bulk_fans(state, settings, 2)
+        codes = [
+            (await client.post(f"/sales/{sale['id']}/queue", headers=fan.headers)).status_code
+            for _ in range(4)
+        ]
+        assert codes == [201, 200, 200, 429]
+        statuses = [
+            await client.get(f"/sales/{sale['id']}/queue/me", headers=fan.headers) for _ in range(6)
+        ]
+        limited = statuses[-1]
+        assert [r.status_code for r in statuses] == [200] * 5 + [429]
+        assert limited.headers["content-type"] == PROBLEM
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert limited.json()["retry_after"] == int(limited.headers["retry-after"])
+        # Another account behind the same IP: the per-IP budget (8) is now the limit.
+        await client.post(f"/sales/{sale['id']}/queue", headers=other.headers)
+        other_codes = [
+            (await client.get(f"/sales/{sale['id']}/queue/me", headers=other.headers)).status_code
+            for _ in range(3)
+        ]
+        assert other_codes == [200, 200, 429]
+
+
+def test_poll_advice_stays_inside_the_grace_period() -> None:
+    for base in (0.0, 1.0, 25.0, 1e6, math.inf):
+        advice = service._poll_after(30.0, 2.0, 12.0, base)
+        assert 2.0 <= advice <= 4.0
+
+
+async def test_sold_out_closes_the_sale_and_tells_everyone(
+    settings: Settings, admin_headers: dict[str, str], sim: Sim
+) -> None:
+    # Holds live 2 s here, so the wait for general-admission holds to come back is short.
+    async with queue_app(
+        settings, hold_ttl_s=2, payment_grace_s=0, admission_stock_check_s=0.1
+    ) as (client, state):
+        stock = await make_sale(client, admin_headers, rows=1, per_row=1, stock=1)
+        sale = await new_sale(
+            client,
+            admin_headers,
+            concert_id=stock.concert_id,
+            opens_in=-1,
+            max_active=2,
+            initial_rate=100,
+            max_rate=100,
+        )
+        await service.open_sale(state, sale_id=sale["id"])
+        buyers = await bulk_fans(state, settings, 3)
+        for fan in buyers:
+            await client.post(f"/sales/{sale['id']}/queue", headers=fan.headers)
+        worker = AdmissionWorker(state)
+
+        async def two() -> bool:
+            return (await service.sale_stats(state, sale_id=sale["id"])).admitted_active == 2
+
+        await tick_until(worker, two)
+        for fan, body in ((buyers[0], {"seat_ids": stock.seat_ids}), (buyers[1], {"quantity": 1})):
+            token = (await _status(client, sale["id"], fan.headers))["admission_token"]
+            headers = fan.headers | {"X-Admission-Token": token}
+            held = await client.post(
+                f"/concerts/{stock.concert_id}/bookings", json=body, headers=headers
+            )
+            assert held.status_code == 201, held.text
+            paid = await client.post(f"/bookings/{held.json()['id']}/pay", headers=headers)
+            assert paid.json()["status"] == "confirmed", paid.text
+            # What the booking route does once the purchase completed (idempotent).
+            await service.release_admission(state, sale_id=sale["id"], user_id=fan.user_id)
+
+        # Nothing free, general-admission holds may still come back: wait, do not admit.
+        await asyncio.sleep(0.15)  # past the stock check interval: the worker sees the sales
+        await worker.tick()
+        await worker.tick()
+        waiting = await _status(client, sale["id"], buyers[2].headers)
+        assert waiting["state"] == "waiting" and "carts" in waiting["message"]
+        stats = await service.sale_stats(state, sale_id=sale["id"])
+        assert (stats.stock_state, stats.free_units, stats.admitted_active) == ("in_carts", 0, 0)
+
+        async def closed() -> bool:
+            return (await service.get_sale(state, sale_id=sale["id"])).status == "closed"
+
+        await tick_until(worker, closed, timeout=10, pause=0.1)
+        assert (await service.get_sale(state, sale_id=sale["id"])).close_reason == "sold_out"
+        for fan in buyers:
+            body = await _status(client, sale["id"], fan.headers)
+            assert body["state"] == "sold_out" and body["poll_after_seconds"] is None
+        late = await client.post(f"/sales/{sale['id']}/queue", headers=buyers[2].headers)
+        assert late.status_code == 409 and late.json()["state"] == "sold_out"
