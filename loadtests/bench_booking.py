@@ -647,13 +647,19 @@ class Run:
         return self.summary
 
 
+VIOLATIONS = ("oversold", "double_booked", "lost", "unanswered", "phantom", "inconsistent")
+
+
 def violations(s: dict[str, Any]) -> dict[str, int]:
+    """The correctness counters of one run (all must be 0)."""
     db = s.get("db", {})
     return {
         "oversold": int(db.get("oversold", 0)),
         "double_booked": int(db.get("double_booked", 0)),
         "lost": int(db.get("lost", 0)),
         "unanswered": int(s.get("unanswered", 0)),
+        # Booked in the database although the request was answered with an error.
+        "phantom": int(db.get("phantom", 0)),
         "inconsistent": int(db.get("inconsistent", 0)),
     }
 
@@ -816,8 +822,8 @@ async def check_database(
             "active_bookings": len(active),
             # A 201 whose booking is not (or no longer) in the database.
             "lost": len(acknowledged - active),
-            # Bookings nobody was told about: possible for a request that got no answer, a
-            # phantom (counted as inconsistent below) beyond that.
+            # Bookings nobody was told about: possible for a request that got no answer; beyond
+            # that, a booking whose request was answered with an error ("phantom").
             "unacknowledged": unacknowledged,
             "phantom": max(unacknowledged - run.unanswered(), 0),
         }
@@ -845,8 +851,8 @@ async def check_database(
                 "oversold": max(sold - int(total), 0),
                 "unsold": max(int(total) - sold, 0),
                 "double_booked": 0,
-                # Stock, sales and the total must add up; no booking without a request.
-                "inconsistent": abs(int(total) - int(stock) - sold) + out["phantom"],
+                # Stock, sales and the total must add up.
+                "inconsistent": abs(int(total) - int(stock) - sold),
             }
             return out
         per_seat = (
@@ -878,8 +884,8 @@ async def check_database(
         "oversold": max(held - len(sale.seat_ids), 0),
         "unsold": len(sale.requested - {int(seat) for seat, _ in per_seat}),
         "double_booked": sum(1 for _, n in per_seat if n > 1),
-        # Seat status that disagrees with its active booking rows; no booking without a request.
-        "inconsistent": drift + out["phantom"],
+        # Seat status that disagrees with its active booking rows.
+        "inconsistent": drift,
     }
     return out
 
@@ -1388,7 +1394,7 @@ def goals(report: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
             out.append((what, ratio >= GOAL_OVER_PESSIMISTIC, f"{ratio:.2f}x"))
         else:
             out.append((what, None, "not measured in this run"))
-    total = {k: 0 for k in ("oversold", "double_booked", "lost", "unanswered", "inconsistent")}
+    total = dict.fromkeys(VIOLATIONS, 0)
     for r in rows.values():
         for k, v in violations(r).items():
             total[k] += v
@@ -1426,6 +1432,7 @@ def results_table(report: dict[str, Any]) -> Table:
         "oversold",
         "double",
         "lost",
+        "phantom",
         "db-caught",
     ):
         table.add_column(col, justify="left" if col in ("strategy", "scenario") else "right")
@@ -1443,6 +1450,7 @@ def results_table(report: dict[str, Any]) -> Table:
         "-",
         str(n["errors"]),
         str(n["unanswered"]),
+        "-",
         "-",
         "-",
         "-",
@@ -1473,6 +1481,7 @@ def results_table(report: dict[str, Any]) -> Table:
             red("oversold"),
             red("double_booked"),
             red("lost"),
+            red("phantom"),
             str(r["db_caught_conflicts"]),
         )
     return table
@@ -1696,15 +1705,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         "- **lost**: a 201 whose booking is not an active booking of that concert in the "
         "database (for `redis_claim`: a 202 whose request the consumer never persisted).",
         "- **unanswered**: requests without a response (timeout or reset).",
+        "- **phantom** (extra): a booking in the database whose request was answered with an "
+        "error (e.g. 503): the fan was told it failed. Counted beyond the unanswered requests.",
         "- **inconsistent** (extra): seat status that disagrees with its active booking rows, "
-        "stock + sold != total, a booking in the database that no request was answered for "
-        "(beyond the unanswered ones), or (`redis_claim`) a 202 the database refused later.",
+        "stock + sold != total, or (`redis_claim`) a 202 the database refused later.",
         "- **unsold** (not a violation): seats some fan asked for, or general-admission "
         "tickets, left unsold - a strategy that turned every fan for them away.",
         "",
         "| strategy | scenario | available | sold (DB) | 201/202 | unsold | oversold "
-        "| double-booked | lost | unanswered | inconsistent |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| double-booked | lost | unanswered | phantom | inconsistent |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         db, v = r["db"], violations(r)
@@ -1712,7 +1722,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {r['strategy']} | {SCENARIO_TITLES[r['scenario']]} | {db.get('available', 0):,} "
             f"| {db.get('sold', 0):,} | {r['successes']:,} | {db.get('unsold', 0):,} "
             f"| {v['oversold']} | {v['double_booked']} | {v['lost']} | {v['unanswered']} "
-            f"| {v['inconsistent']} |"
+            f"| {v['phantom']} | {v['inconsistent']} |"
         )
     total_bad = sum(sum(violations(r).values()) for r in results)
     lines += [
@@ -1879,6 +1889,21 @@ def cost_analysis(report: dict[str, Any]) -> list[str]:
         "from the request (F answers conflicts from Redis) or adds waiting (lock polling, "
         "retries).",
     ]
+    phantoms = [r for r in report["results"] if violations(r)["phantom"]]
+    if phantoms:
+        lines += [
+            "",
+            "**Booked, but told it failed**: "
+            + "; ".join(
+                f"`{r['strategy']}` {SCENARIO_TITLES[r['scenario']]}: "
+                f"{violations(r)['phantom']:,} of {r['errors']:,} error answers"
+                for r in phantoms
+            )
+            + " came for requests whose hold the database has (and no request went "
+            "unanswered): the API committed the hold and then failed the request. Those fans "
+            "hold seats they were told they did not get (until the hold expires), and a retry "
+            "without an Idempotency-Key books again.",
+        ]
     errors = [r for r in report["results"] if r["errors"]]
     pool = report.get("api_settings", {})
     if errors:
@@ -2065,7 +2090,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[Params, Path, str | None]
     parser.add_argument("--connections", type=int, default=None, help="default: hot-seat clients")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--hot-seats", type=int, default=None, help="hot-seat rounds")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="only write REPORT.md and the plots again from an earlier results.json",
+    )
     args = parser.parse_args(argv)
+    if args.render is not None:
+        raise SystemExit(render_again(args.render, args.out))
     names = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     strategies = names or tuple(strategies_available())
     over: dict[str, Any] = {"driver_processes": max(args.driver_processes, 1)}
@@ -2077,6 +2111,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Params, Path, str | None]
     if args.connections:
         params = dataclasses.replace(params, connections=args.connections)
     return params, args.out, args.base_url
+
+
+def render_again(results_json: Path, out_dir: Path) -> int:
+    report = json.loads(results_json.read_text())
+    write_reports(out_dir, report)
+    console.print(results_table(report))
+    return print_verdict(report, out_dir)
 
 
 def main(argv: list[str] | None = None) -> None:

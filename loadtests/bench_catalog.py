@@ -70,6 +70,7 @@ from loadtests.loadgen import (
     established_connections,
     machine_busy_s,
     machine_info,
+    parent_pid,
     process_cpu_s,
     require_wrk,
     run_wrk,
@@ -429,20 +430,21 @@ async def invalidating(
 # --- phases -----------------------------------------------------------------------------------
 
 
-async def postgres_backends(db_url: str) -> list[int]:
-    """Server pids of the connections to the bench database (the API's pools)."""
+async def postmaster(db_url: str) -> dict[str, int]:
+    """{"postgres": pid of the postmaster} when PostgreSQL runs on this machine, else {}.
+
+    Its whole tree is measured: the pools open and close connections under load, so backends
+    come and go during a window (other databases' backends count too: a quiet machine matters).
+    """
     engine = create_async_engine(db_url, poolclass=NullPool)
     try:
         async with engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    "SELECT pid FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-            return [int(r[0]) for r in rows]
+            backend = int(await conn.scalar(text("SELECT pg_backend_pid()")) or 0)
+            # The postmaster is our backend's parent (read before the connection closes).
+            parent = parent_pid(backend)
     finally:
         await engine.dispose()
+    return {"postgres": parent} if parent else {}
 
 
 async def postgres_sessions(db_url: str) -> int:
@@ -531,9 +533,9 @@ async def run_phase(
         meter = CpuMeter(
             {
                 "api": descendants(bench.api_pid),
-                "postgres_backends": await postgres_backends(bench.db_url),
                 "redis_server": await redis_server_pid(bench.redis),
-            }
+            },
+            trees=await postmaster(bench.db_url),
         )
         metrics_url = f"{bench.base_url}/metrics"
         result = None
@@ -699,7 +701,7 @@ def results_table(results: dict[str, PhaseResult]) -> Table:
 
 CPU_GROUPS = (
     ("api", "API (uvicorn)"),
-    ("postgres_backends", "PostgreSQL backends"),
+    ("postgres", "PostgreSQL"),
     ("redis_server", "redis-server"),
     ("wrk", "wrk"),
     ("bench_process", "bench script"),
@@ -877,10 +879,10 @@ def render_markdown(report: dict[str, Any], results: dict[str, PhaseResult]) -> 
         "",
         "## Where the CPU went (cores, measured window)",
         "",
-        "From `/proc`: the API's processes, the PostgreSQL backends of the bench database "
-        "that existed when the window opened, redis-server, wrk (its rusage) and this script "
-        "(the cold phase's invalidation rounds); `other` is the rest of the machine "
-        "(postmaster, backends opened during the window, anything else). "
+        "From `/proc`: the API's processes, PostgreSQL (the postmaster and all its backends, "
+        "including those opened and closed during the window), redis-server, wrk (its "
+        "rusage), this script (the cold phase's invalidation rounds) and the kernel's "
+        "interrupt handling (loopback TCP); `other` is everything else on the machine. "
         "`connections per worker` counts wrk's established connections held by each uvicorn "
         "worker half a second into the run: the workers share one listening socket and one of "
         "them can take a whole burst of new connections (64/0 happens), so a run in which a "
