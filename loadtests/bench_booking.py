@@ -1500,12 +1500,17 @@ def print_verdict(report: dict[str, Any], out_dir: Path) -> int:
                 f"[bold red]{r['strategy']} / {r['scenario']}: {violations(r)}[/bold red]"
             )
         console.rule()
-    if errors:
-        for r in errors:
-            console.print(
-                f"[bold red]{r['strategy']} / {r['scenario']}: {r['errors']} error answers, "
-                f"e.g. {r['samples'][:2]}[/bold red]"
-            )
+    for r in errors:
+        codes = ", ".join(
+            f"{n} x {code}"
+            for code, n in r["status"].items()
+            if code not in ("0", "200", "201", "202", "409")
+        )
+        sample = (r["samples"] or [""])[0][:160]
+        console.print(
+            f"[yellow]{r['strategy']} / {r['scenario']}: error answers {codes}; e.g. {sample}"
+            "[/yellow]"
+        )
     console.print(f"wrote {out_dir}/REPORT.md, results.json, throughput.png, p99.png")
     # Error answers (e.g. 503 when the API's connection pool is exhausted) are reported above
     # and in the report; only correctness violations fail the run.
@@ -1582,7 +1587,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         + (
             " (defaults, except a hold TTL long enough that no hold expires during the run) |"
             if report.get("managed")
-            else " (as found on the running API) |"
+            else " (this process's TR_* environment; the running API's own may differ) |"
         ),
         f"| no-op reference | `GET /healthz`, same driver, same {p['connections']:,} connections, "
         f"rounds of {p['connections']:,} requests for {p['reference_s']:g} s |",
@@ -1601,6 +1606,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| software | Python {m['python']}, PostgreSQL {m.get('postgres', '?')}, Redis "
         f"{m.get('redis', '?')}, {m.get('os', m.get('platform', ''))} |",
         f"| date | {m['date']} |",
+        f"| background load | {report.get('background_cores', 0):.2f} cores busy in a 1 s sample "
+        "just before the run"
+        + (
+            " - the machine was not quiet (other work shares the cores), so the absolute "
+            "figures are lower than a quiet machine would give; the runs of one report share "
+            "the conditions |"
+            if report.get("background_cores", 0) > QUIET_CORES
+            else " |"
+        ),
         "",
         "## Results",
         "",
@@ -1746,8 +1760,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             "Its write is unconditional (`UPDATE seat SET status = 'held'`) - the lock is the "
             "strategy's only guard - so the second transaction is stopped only by the database: "
             "the partial unique index `uq_booking_seat_active_seat` (seats) or "
-            "`CHECK (stock >= 0)` (general admission). Those conflicts come back as 409s whose "
-            f'detail ends with "{DB_CAUGHT_SUFFIX}":',
+            "`CHECK (stock >= 0)` (general admission). It takes the two workers' first requests "
+            "for a seat overlapping within a transaction's time (later ones find the seat "
+            "taken), so the count is small - but it is not zero, and each one is a race the "
+            "strategy itself lost. Those conflicts come back as 409s whose detail ends with "
+            f'"{DB_CAUGHT_SUFFIX}":',
             "",
             "| scenario | 409s | caught only by the database | share |",
             "|---|---:|---:|---:|",
@@ -1909,7 +1926,9 @@ def cost_analysis(report: dict[str, Any]) -> list[str]:
     if errors:
         lines += [
             "",
-            "Error answers (not correctness violations: nothing was sold twice or lost): "
+            "Error answers (nothing was sold twice or lost"
+            + (", apart from the phantom bookings above" if phantoms else "")
+            + "): "
             + "; ".join(
                 f"`{r['strategy']}` {SCENARIO_TITLES[r['scenario']]}: "
                 + ", ".join(
@@ -2009,6 +2028,7 @@ def plot(report: dict[str, Any], out_dir: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     rows = by_key(report)
     strategies = list(dict.fromkeys(r["strategy"] for r in report["results"]))
@@ -2022,7 +2042,7 @@ def plot(report: dict[str, Any], out_dir: Path) -> None:
     )
     for name, key, ylabel, title in (
         ("throughput.png", "rps", "requests / s", "throughput per strategy"),
-        ("p99.png", "p99", "p99 latency, ms (log scale)", "p99 latency per strategy"),
+        ("p99.png", "p99", "p99 latency, ms (driver side)", "p99 latency per strategy"),
     ):
         fig, ax = plt.subplots(figsize=(11, 5))
         for i, strategy in enumerate(strategies):
@@ -2061,12 +2081,17 @@ def plot(report: dict[str, Any], out_dir: Path) -> None:
                 fontsize=8,
                 color="grey",
             )
-        if key == "p99":
-            ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.set_xticks(xs, [SCENARIO_TITLES[s] for s in SCENARIOS])
         ax.set_ylabel(ylabel)
         ax.set_title(f"{title} ({subtitle})")
-        ax.legend(fontsize=8, ncols=min(len(strategies), 6))
+        ax.legend(
+            fontsize=8,
+            ncols=min(len(strategies), 6),
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.07),
+            frameon=False,
+        )
         ax.margins(y=0.15)
         fig.tight_layout()
         fig.savefig(out_dir / name, dpi=110)

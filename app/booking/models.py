@@ -58,6 +58,8 @@ class GaInventory(Base):
 
 class Booking(TimestampMixin, Base):
     __tablename__ = "booking"
+    # INSERT … RETURNING the server defaults: the API answers from the object, no re-read.
+    __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (
         CheckConstraint(
             "status IN ('held', 'paid', 'confirmed', 'expired', 'cancelled')", name="status"

@@ -47,6 +47,32 @@ from app.payments.errors import PaymentDeclined
 log = structlog.get_logger(__name__)
 
 
+_ON_SALE_TTL_S = 1.0
+_on_sale: dict[int, tuple[float, int]] = {}
+
+
+async def _on_sale_limit(state: AppState, concert_id: int) -> int:
+    """The per-fan limit of an on-sale concert (404/409 otherwise). An on-sale answer is reused
+    for a second in this process: every booking request asks, and a concert leaving sale may
+    take that long to be noticed here (the sale's close also revokes admissions)."""
+    cached = _on_sale.get(concert_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    async with state.sessionmaker() as session:
+        row = (
+            await session.execute(
+                text("SELECT status, max_tickets_per_user FROM concert WHERE id = :c"),
+                {"c": concert_id},
+            )
+        ).first()
+    if row is None:
+        raise ConcertNotFound(f"No concert with id {concert_id}.")
+    if row[0] != "on_sale":
+        raise NotOnSale(f"Concert {concert_id} is {row[0]}.")
+    _on_sale[concert_id] = (time.monotonic() + _ON_SALE_TTL_S, row[1])
+    return int(row[1])
+
+
 _LAZY_EXPIRY_INTERVAL_S = 0.25
 _last_lazy_expiry: dict[int, float] = {}
 
@@ -75,6 +101,10 @@ async def to_read(session: AsyncSession, booking: Booking) -> BookingRead:
     tickets = (
         await repository.tickets_of(session, booking.id) if booking.status == "confirmed" else []
     )
+    return booking_read(booking, seat_ids=seat_ids, tickets=tickets)
+
+
+def booking_read(booking: Booking, *, seat_ids: list[int], tickets: list[Ticket]) -> BookingRead:
     return BookingRead(
         id=booking.id,
         concert_id=booking.concert_id,
@@ -117,17 +147,7 @@ async def hold(
         replay = await _replay(state, user_id=user_id, key=idempotency_key, digest=digest)
         if replay is not None:
             return replay, True
-    async with state.sessionmaker() as session:
-        row = (
-            await session.execute(
-                text("SELECT status, max_tickets_per_user FROM concert WHERE id = :c"),
-                {"c": concert_id},
-            )
-        ).first()
-    if row is None:
-        raise ConcertNotFound(f"No concert with id {concert_id}.")
-    if row[0] != "on_sale":
-        raise NotOnSale(f"Concert {concert_id} is {row[0]}.")
+    max_per_user = await _on_sale_limit(state, concert_id)
     name = body.strategy or state.settings.booking_strategy
     strategy = state.strategies[name]
     req = HoldRequest(
@@ -135,7 +155,7 @@ async def hold(
         concert_id=concert_id,
         seat_ids=tuple(sorted(body.seat_ids or ())),
         quantity=len(body.seat_ids) if body.seat_ids else (body.quantity or 0),
-        max_per_user=row[1],
+        max_per_user=max_per_user,
         idempotency_key=idempotency_key,
         request_hash=digest,
     )
@@ -175,9 +195,9 @@ async def hold(
         ), False
     BOOKING_OUTCOMES.labels(name, kind, "held").inc()
     await invalidate_availability(state.cache, concert_id)
-    async with state.sessionmaker() as session:
-        session.add(booking)
-        return await to_read(session, booking), False
+    # Built from what the strategy returned, without another pool checkout: once the hold is
+    # committed, nothing may turn the answer into an error (the fan would retry and lose it).
+    return booking_read(booking, seat_ids=list(req.seat_ids), tickets=[]), False
 
 
 async def get_booking_request(

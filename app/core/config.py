@@ -19,8 +19,9 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/ticket_rush"
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    # A steady pool (overflow connections are closed after each burst and reopened on the next).
+    db_pool_size: int = Field(default=15, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
     db_pool_timeout: float = Field(default=10.0, gt=0)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
 
@@ -67,7 +68,8 @@ class Settings(BaseSettings):
     max_tickets_per_user: int = Field(default=4, ge=1)
     lock_timeout_ms: int = Field(default=2000, ge=1)
     optimistic_max_retries: int = Field(default=8, ge=1)
-    redis_lock_ttl_ms: int = Field(default=5000, ge=10)
+    # Longer than a pool wait plus a statement, so a normal holder never outlives its lease.
+    redis_lock_ttl_ms: int = Field(default=20000, ge=10)
     redis_lock_wait_ms: int = Field(default=3000, ge=0)
     sweeper_interval_s: float = Field(default=5.0, gt=0)
     # A hold whose payment is in flight is not swept until this long after it expired.

@@ -51,7 +51,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout on the hot path; a dead connection
+        # fails its statement instead (a 503 problem) and is replaced, and recycling bounds age.
+        pool_recycle=1800,
         connect_args=connect_args,
     )
 

@@ -25,6 +25,7 @@ from app.booking.strategies.base import (
     Claimed,
     HoldRequest,
     TransactionalStrategy,
+    check_available,
     ga_row,
     seat_prices,
 )
@@ -91,6 +92,14 @@ class RedisLockStrategy(TransactionalStrategy):
     name: ClassVar[str] = "redis_lock"
 
     async def hold(self, state: AppState, req: HoldRequest) -> Booking:
+        # Losers of a hot seat should hear "taken" at once, not after waiting out the lock.
+        async with state.sessionmaker() as session:
+            if req.general_admission:
+                stock = (await ga_row(session, req))[0]
+                if stock < req.quantity:
+                    raise SoldOut(f"Only {stock} tickets left.")
+            else:
+                check_available(await seat_prices(session, req))
         try:
             return await super().hold(state, req)
         except LockLost as exc:
