@@ -50,6 +50,7 @@ demo: $(STAMP)
 	$(PY) -m loadtests.demo_tour --out reports/demo
 
 bench-catalog: $(STAMP)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(TR) stack up
 	$(PY) -m loadtests.bench_catalog --out reports/catalog
 	$(PY) loadtests/bench_migration.py --rows 1000000 --out reports/catalog

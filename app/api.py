@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import uvicorn
 
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 
 
 def main() -> None:
     settings = get_settings()
+    own_dir = None
     if settings.api_workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several workers must share one metrics view; prometheus-client does it via files.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tr-metrics-")
+        own_dir = tempfile.mkdtemp(prefix="tr-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    try:
+        _serve(settings)
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings) -> None:
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -9,7 +9,7 @@ here), three closed-loop phases with the same wrk settings, each after a warm-up
   warm  GET /concerts/{id}         every concert already in the Redis cache
   cold  GET /concerts/{id}         every request a miss that loads from PostgreSQL
 
-Cold works by invalidation rounds: wrk cycles through `--concerts` concerts (each wrk thread owns
+Cold works by invalidation rounds: wrk cycles through `--concerts` concerts (each wrk process owns
 a disjoint share, so a concert comes back only after all the others of its share), while this
 process bumps every concert's cache generation every `--invalidate-ms` - the same INCR that
 `ResponseCache.invalidate` does, one Lua call per round. Between two requests for one concert
@@ -49,6 +49,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -106,7 +107,8 @@ SETTLE_S = 0.3
 # (Keys of many hash slots in one script: fine on the standalone Redis of a benchmark.)
 _BUMP_GENERATIONS = "for _, key in ipairs(KEYS) do redis.call('INCR', key) end return #KEYS"
 
-console = Console()
+# Wide enough for the result tables when the output goes to a file or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 170)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +118,8 @@ class Params:
     duration_s: int
     warmup_s: int
     concerts: int
-    wrk_threads: int
+    wrk_processes: int
+    wrk_stagger_s: float
     invalidate_every_ms: float
     quiet_wait_s: float
 
@@ -127,7 +130,8 @@ class Params:
             "duration_s": self.duration_s,
             "warmup_s": self.warmup_s,
             "concerts": self.concerts,
-            "wrk_threads": self.wrk_threads,
+            "wrk_processes": self.wrk_processes,
+            "wrk_stagger_s": self.wrk_stagger_s,
             "invalidate_every_ms": self.invalidate_every_ms,
             "quiet_wait_s": self.quiet_wait_s,
         }
@@ -498,7 +502,8 @@ async def run_phase(
             phase.paths,
             duration_s=seconds,
             connections=params.concurrency,
-            threads=params.wrk_threads,
+            processes=params.wrk_processes,
+            stagger_s=params.wrk_stagger_s,
             probe=probe,
         )
 
@@ -656,7 +661,11 @@ def params_table(params: Params, generator: str) -> Table:
         ("concurrency (keep-alive connections)", str(params.concurrency)),
         ("duration per phase", f"{params.duration_s} s after a {params.warmup_s} s warm-up"),
         ("concerts", str(params.concerts)),
-        ("load generator", f"{generator}, {params.wrk_threads} thread(s), closed loop"),
+        (
+            "load generator",
+            f"{escape(generator)}: {params.wrk_processes} processes started "
+            f"{params.wrk_stagger_s:g} s apart, closed loop",
+        ),
         ("cold: invalidation round every", f"{params.invalidate_every_ms:g} ms"),
         ("cores", f"{os.cpu_count()} shared by API, PostgreSQL, Redis and wrk (no pinning)"),
     ]
@@ -684,7 +693,7 @@ def results_table(results: dict[str, PhaseResult]) -> Table:
         lat = r.wrk.latency_ms
         loads = f"{r.loads / r.lookups:.2f}" if r.lookups else "-"
         table.add_row(
-            r.phase.title,
+            r.phase.name,
             f"{r.wrk.rps:,.0f}",
             fmt_ratio(r.wrk.rps / noop if noop else None),
             f"{lat['p50']:.2f}",
@@ -791,8 +800,10 @@ def render_markdown(report: dict[str, Any], results: dict[str, PhaseResult]) -> 
         f"| duration | {p['duration_s']} s per phase, each after a {p['warmup_s']} s warm-up |",
         f"| catalog | {p['concerts']} concerts created through the API "
         "(throwaway database, private Redis prefix) |",
-        f"| load generator | {g['tool']} ({g['threads']} thread, Lua script cycling "
-        "through the URLs), a separate process |",
+        f"| load generator | {g['tool']}: {g['processes']} processes of 1 thread, started "
+        f"{g['stagger_s']:g} s apart (connections opened over time spread over the API "
+        "workers; one burst tends to land on one worker), each cycling through its own share "
+        "of the URLs with a Lua script; latency histograms merged |",
         f"| machine | {m['nproc']} cores ({m['cpu_model']}) shared by the API, PostgreSQL, "
         "Redis and wrk, no pinning |",
         f"| software | Python {m['python']}, {m['platform']} |",
@@ -806,7 +817,7 @@ def render_markdown(report: dict[str, Any], results: dict[str, PhaseResult]) -> 
         "- **cold cache**: the same URLs while the benchmark bumps every concert's cache "
         f"generation every {p['invalidate_every_ms']:g} ms (the INCR of "
         "`ResponseCache.invalidate`), so each lookup finds a new generation and loads the "
-        "concert from PostgreSQL. Each wrk thread cycles through its own share of the "
+        "concert from PostgreSQL. Each wrk process cycles through its own share of the "
         "concerts, so a concert comes back only after hundreds of other requests, many "
         "invalidation rounds later.",
         "",
@@ -868,7 +879,7 @@ def render_markdown(report: dict[str, Any], results: dict[str, PhaseResult]) -> 
             ", ".join(f"{k} {v:g}" for k, v in r.cache.items() if k not in ("hit", "miss")) or "-"
         )
         rounds = str(r.invalidation_rounds) if r.invalidation_rounds is not None else "-"
-        # Each wrk thread cycles through its own share of the concerts.
+        # Each wrk process cycles through its own share of the concerts.
         cycle = len(r.phase.paths) / r.wrk.rps if r.wrk.rps else 0.0
         lines.append(
             f"| {r.phase.name} | {r.lookups:g} | {r.cache.get('hit', 0):g} "
@@ -1106,7 +1117,8 @@ async def run(params: Params, out_dir: Path) -> int:
         "params": params.as_dict(),
         "generator": {
             "tool": generator,
-            "threads": params.wrk_threads,
+            "processes": params.wrk_processes,
+            "stagger_s": params.wrk_stagger_s,
             "connections": params.concurrency,
             "mode": "closed loop, keep-alive",
             "same_cores_as_server": True,
@@ -1160,7 +1172,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Params, Path]:
         "--warmup", type=positive, default=3, help="warm-up seconds before each phase (>= 1)"
     )
     parser.add_argument("--concerts", type=positive, default=1000, help="concerts to create")
-    parser.add_argument("--wrk-threads", type=positive, default=1)
+    parser.add_argument("--wrk-processes", type=positive, default=4)
+    parser.add_argument(
+        "--wrk-stagger", type=float, default=0.15, help="seconds between wrk process starts"
+    )
     parser.add_argument(
         "--invalidate-ms", type=float, default=20.0, help="cold phase: invalidation round period"
     )
@@ -1187,7 +1202,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Params, Path]:
         duration_s=args.duration,
         warmup_s=args.warmup,
         concerts=args.concerts,
-        wrk_threads=args.wrk_threads,
+        wrk_processes=args.wrk_processes,
+        wrk_stagger_s=args.wrk_stagger,
         invalidate_every_ms=args.invalidate_ms,
         quiet_wait_s=args.quiet_wait,
     )

@@ -1,10 +1,10 @@
 """Shared load-generator plumbing for the benchmarks: wrk runs, CPU accounting, /metrics scrapes.
 
-The load comes from `wrk` (C, epoll, one OS process, some 20 us of CPU per request where a Python
-API spends hundreds) so that on a small machine the generator does not eat the cores the server
-is measured on. A Lua script
-cycles through a list of paths (each wrk thread owns a disjoint share, so one path is never in
-flight on two threads) and writes the run's figures as JSON.
+The load comes from `wrk` (C, epoll, some 20 us of CPU per request where a Python API spends
+hundreds) so that on a small machine the generator does not eat the cores the server is measured
+on. A few wrk processes, started a little apart, each cycle through their own share of a list of
+paths (so one path is never in flight twice) and write their figures and latency histogram as
+JSON, merged here.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import resource
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,27 +35,13 @@ WRK_HINT = (
 )
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-# Paths come from $LOADGEN_PATHS (one per line); the JSON summary goes to $LOADGEN_OUT.
+# Paths come from $LOADGEN_PATHS (one per line); the summary and the whole latency histogram
+# (microseconds, distinct values and their counts) go to $LOADGEN_OUT as JSON.
 WRK_SCRIPT = r"""
-local n_threads = tonumber(os.getenv("LOADGEN_THREADS") or "1")
-local next_tid = 0
-
-function setup(thread)
-  thread:set("tid", next_tid)
-  next_tid = next_tid + 1
-end
-
 function init(args)
-  local all = {}
-  for line in io.lines(os.getenv("LOADGEN_PATHS")) do
-    if line ~= "" then all[#all + 1] = line end
-  end
   reqs = {}
-  for i, path in ipairs(all) do
-    -- Fewer paths than threads (one constant URL): every thread sends all of them.
-    if #all < n_threads or (i - 1) % n_threads == tid then
-      reqs[#reqs + 1] = wrk.format("GET", path)
-    end
+  for line in io.lines(os.getenv("LOADGEN_PATHS")) do
+    if line ~= "" then reqs[#reqs + 1] = wrk.format("GET", line) end
   end
   cursor = 0
 end
@@ -70,14 +57,16 @@ function done(summary, latency, per_thread)
   local out = io.open(os.getenv("LOADGEN_OUT"), "w")
   out:write(string.format(
     '{"duration_us": %d, "requests": %d, "bytes": %d, ' ..
-    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
-    '"latency_us": {"min": %d, "max": %d, "mean": %.1f, "stdev": %.1f, ' ..
-    '"p50": %d, "p90": %d, "p99": %d, "p99.9": %d}}',
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ',
     summary.duration, summary.requests, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency.min, latency.max, latency.mean, latency.stdev,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9)))
+    e.connect, e.read, e.write, e.status, e.timeout))
+  local values, counts = {}, {}
+  for i = 1, #latency do
+    local v, c = latency(i)
+    values[i], counts[i] = string.format("%d", v), string.format("%d", c)
+  end
+  out:write('"latency_us": [', table.concat(values, ","), '], ')
+  out:write('"latency_counts": [', table.concat(counts, ","), ']}')
   out:close()
 end
 """
@@ -107,12 +96,13 @@ def wrk_version(executable: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class WrkResult:
-    duration_s: float
+    duration_s: float  # wall time from the first wrk's start to the last one's exit
     requests: int
     bytes: int
     errors: dict[str, int]
     latency_ms: dict[str, float]
     wrk_cpu_s: float
+    processes: int
 
     @property
     def rps(self) -> float:
@@ -123,11 +113,35 @@ class WrkResult:
         return sum(self.errors.values())
 
 
-def _prepare(tmp: Path, paths: Iterable[str]) -> tuple[Path, Path, Path]:
-    script, path_file = tmp / "cycle.lua", tmp / "paths"
+def percentiles(histogram: Mapping[int, int]) -> dict[str, float]:
+    """min/mean/percentiles/max in ms of a {latency us: count} histogram."""
+    total = sum(histogram.values())
+    if not total:
+        return {}
+    values = sorted(histogram)
+    out = {
+        "min": values[0] / 1000,
+        "mean": sum(v * c for v, c in histogram.items()) / total / 1000,
+        "max": values[-1] / 1000,
+    }
+    wanted = [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9)]
+    seen = 0
+    for value in values:
+        seen += histogram[value]
+        while wanted and seen >= total * wanted[0][1] / 100:
+            out[wanted.pop(0)[0]] = value / 1000
+    return out
+
+
+def _prepare(tmp: Path, shares: list[list[str]]) -> tuple[Path, list[tuple[Path, Path]]]:
+    script = tmp / "cycle.lua"
     script.write_text(WRK_SCRIPT)
-    path_file.write_text("\n".join(paths) + "\n")
-    return script, path_file, tmp / "out.json"
+    files = []
+    for i, share in enumerate(shares):
+        path_file = tmp / f"paths-{i}"
+        path_file.write_text("\n".join(share) + "\n")
+        files.append((path_file, tmp / f"out-{i}.json"))
+    return script, files
 
 
 def _read_summary(out: Path) -> dict[str, Any] | None:
@@ -137,62 +151,96 @@ def _read_summary(out: Path) -> dict[str, Any] | None:
     return raw
 
 
+def _shares(paths: list[str], processes: int) -> list[list[str]]:
+    # Disjoint shares, so one path is never in flight in two processes (a constant URL, fewer
+    # paths than processes: everyone sends all of them).
+    if len(paths) < processes:
+        return [paths] * processes
+    return [paths[i::processes] for i in range(processes)]
+
+
 async def run_wrk(
     base_url: str,
-    paths: Iterable[str],
+    paths: list[str],
     *,
     duration_s: int,
     connections: int,
-    threads: int = 1,
+    processes: int = 4,
+    stagger_s: float = 0.15,
     timeout_s: int = 10,
     probe: Callable[[], Awaitable[bool]] | None = None,
     probe_after_s: float = 0.5,
 ) -> WrkResult | None:
-    """One closed-loop wrk run: `connections` keep-alive connections for `duration_s` seconds.
+    """A closed-loop wrk run: `connections` keep-alive connections for `duration_s` seconds.
 
-    `probe`, if given, is awaited `probe_after_s` into the run; when it answers False the run is
-    abandoned (wrk killed) and None returned, so the caller can start it again.
+    The connections come from `processes` wrk processes started `stagger_s` apart, each cycling
+    through its own share of `paths`: a burst of new connections tends to land on one server
+    process when several share a listening socket, connections opened over time spread out.
+    Latency histograms of all processes are merged.
+
+    `probe`, if given, is awaited `probe_after_s` after the last process started; when it
+    answers False the run is abandoned (wrk killed) and None returned, so the caller can start
+    it again.
     """
     executable = require_wrk()
+    processes = max(1, min(processes, connections))
     with tempfile.TemporaryDirectory(prefix="loadgen-") as tmp:
-        script, path_file, out = _prepare(Path(tmp), paths)
-        env = {
-            **os.environ,
-            "LOADGEN_PATHS": str(path_file),
-            "LOADGEN_OUT": str(out),
-            "LOADGEN_THREADS": str(threads),
-        }
-        argv = [executable, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s"]
-        argv += [f"--timeout={timeout_s}s", "-s", str(script), base_url]
-        # wrk is the only child reaped while it runs, so the children's rusage delta is its CPU.
+        script, files = _prepare(Path(tmp), _shares(paths, processes))
+        # Only wrk processes are reaped while this runs: the children's rusage delta is theirs.
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = await asyncio.create_subprocess_exec(
-            *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-        )
-        communicate = asyncio.ensure_future(proc.communicate())
+        started = time.monotonic()
+        procs: list[asyncio.subprocess.Process] = []
+        waits: list[asyncio.Future[tuple[bytes, bytes]]] = []
         try:
+            for i, (path_file, out) in enumerate(files):
+                if i:
+                    await asyncio.sleep(stagger_s)
+                share = connections // processes + (1 if i < connections % processes else 0)
+                argv = [executable, "-t1", f"-c{share}", f"-d{duration_s}s"]
+                argv += [f"--timeout={timeout_s}s", "-s", str(script), base_url]
+                env = {**os.environ, "LOADGEN_PATHS": str(path_file), "LOADGEN_OUT": str(out)}
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+                )
+                procs.append(proc)
+                waits.append(asyncio.ensure_future(proc.communicate()))
             if probe is not None:
-                done, _ = await asyncio.wait({communicate}, timeout=probe_after_s)
-                if not done and not await probe():
-                    proc.kill()
-                    await communicate
+                done, _ = await asyncio.wait(waits, timeout=probe_after_s)
+                if len(done) < len(waits) and not await probe():
+                    for proc in procs:
+                        if proc.returncode is None:
+                            proc.kill()
+                    await asyncio.gather(*waits)
                     return None
-            output, _ = await communicate
+            outputs = await asyncio.gather(*waits)
         except BaseException:  # cancelled (the caller was interrupted): no orphaned wrk
-            if proc.returncode is None:
-                proc.kill()
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.kill()
             raise
+        elapsed = time.monotonic() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        raw = _read_summary(out) if proc.returncode == 0 else None
-        if raw is None:
-            raise LoadGenError(f"wrk failed (exit {proc.returncode}):\n{output.decode()}")
+        summaries = []
+        for proc, (output, _), (_, out) in zip(procs, outputs, files, strict=True):
+            raw = _read_summary(out) if proc.returncode == 0 else None
+            if raw is None:
+                raise LoadGenError(f"wrk failed (exit {proc.returncode}):\n{output.decode()}")
+            summaries.append(raw)
+    histogram: dict[int, int] = {}
+    errors: dict[str, int] = {}
+    for raw in summaries:
+        for value, count in zip(raw["latency_us"], raw["latency_counts"], strict=True):
+            histogram[value] = histogram.get(value, 0) + count
+        for kind, count in raw["errors"].items():
+            errors[kind] = errors.get(kind, 0) + int(count)
     return WrkResult(
-        duration_s=raw["duration_us"] / 1e6,
-        requests=raw["requests"],
-        bytes=raw["bytes"],
-        errors={k: int(v) for k, v in raw["errors"].items()},
-        latency_ms={k: float(v) / 1000 for k, v in raw["latency_us"].items()},
+        duration_s=elapsed,
+        requests=sum(raw["requests"] for raw in summaries),
+        bytes=sum(raw["bytes"] for raw in summaries),
+        errors=errors,
+        latency_ms=percentiles(histogram),
         wrk_cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        processes=processes,
     )
 
 

@@ -61,8 +61,9 @@ class Stock:
 
 async def stock_of(state: AppState, concert_id: int) -> Stock:
     """Remaining inventory through the catalog's and booking's service functions."""
-    async with state.sessionmaker() as session:
-        cached = await seat_service.availability_cached(session, state.cache, concert_id=concert_id)
+    cached = await seat_service.availability_cached(
+        state.sessionmaker, state.cache, concert_id=concert_id
+    )
     assert cached.body is not None
     seats = SeatMapSummary.model_validate_json(cached.body)
     try:

@@ -8,7 +8,7 @@ from app.auth.deps import AdminUser
 from app.catalog.concert import service
 from app.catalog.concert.models import ConcertStatus
 from app.catalog.concert.schemas import ConcertCreate, ConcertRead, ConcertUpdate
-from app.core.deps import CacheDep, DbSession
+from app.core.deps import CacheDep, DbSession, State
 from app.core.http import body_response
 from app.core.openapi import problem_responses
 from app.core.pagination import Page
@@ -20,8 +20,7 @@ router = APIRouter(prefix="/concerts", tags=["catalog"])
 @router.get("", response_model=Page[ConcertRead], responses=problem_responses(304, 400, 422))
 async def list_concerts(
     request: Request,
-    db: DbSession,
-    cache: CacheDep,
+    state: State,
     agency_id: Annotated[Id | None, Query()] = None,
     artist_id: Annotated[Id | None, Query()] = None,
     venue_id: Annotated[Id | None, Query()] = None,
@@ -32,8 +31,8 @@ async def list_concerts(
     limit: Limit = 50,
 ) -> Response:
     cached = await service.list_concerts_cached(
-        db,
-        cache,
+        state.sessionmaker,
+        state.cache,
         agency_id=agency_id,
         artist_id=artist_id,
         venue_id=venue_id,
@@ -57,8 +56,10 @@ async def create_concert(
 
 
 @router.get("/{concert_id}", response_model=ConcertRead, responses=problem_responses(304, 404, 422))
-async def get_concert(concert_id: Id, request: Request, db: DbSession, cache: CacheDep) -> Response:
-    cached = await service.get_concert_cached(db, cache, concert_id=concert_id)
+async def get_concert(concert_id: Id, request: Request, state: State) -> Response:
+    cached = await service.get_concert_cached(
+        state.sessionmaker, state.cache, concert_id=concert_id
+    )
     assert cached.body is not None
     return body_response(request, cached.body, cached.etag)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import urlencode
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.catalog.artist.models import Artist
 from app.catalog.common import changes, commit_or_conflict, keyset_page
@@ -54,15 +54,18 @@ async def get_concert(session: AsyncSession, *, concert_id: int) -> Concert:
 
 
 async def get_concert_cached(
-    session: AsyncSession, cache: ResponseCache, *, concert_id: int
+    sessions: async_sessionmaker[AsyncSession], cache: ResponseCache, *, concert_id: int
 ) -> CachedResponse:
-    """The rendered concert detail, from Redis when possible (one DB load per cold key)."""
+    """The rendered concert detail, from Redis when possible (one DB load per cold key).
+
+    Takes the session factory: a cache hit never creates a session."""
 
     async def load() -> bytes | None:
-        concert = await repository.load_concert(session, concert_id)
-        if concert is None:
-            return None
-        return ConcertRead.model_validate(concert).model_dump_json().encode()
+        async with sessions() as session:
+            concert = await repository.load_concert(session, concert_id)
+            if concert is None:
+                return None
+            return ConcertRead.model_validate(concert).model_dump_json().encode()
 
     cached = await cache.get_or_load(
         "concert_detail", concert_namespace(concert_id), "detail", load
@@ -73,7 +76,7 @@ async def get_concert_cached(
 
 
 async def list_concerts_cached(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     cache: ResponseCache,
     *,
     agency_id: int | None,
@@ -106,17 +109,18 @@ async def list_concerts_cached(
             starts_after=starts_after,
             starts_before=starts_before,
         )
-        rows, next_cursor = await keyset_page(
-            session,
-            stmt,
-            order=[Concert.starts_at, Concert.id],
-            cursor=cursor,
-            limit=limit,
-            key_of=lambda c: [c.starts_at.isoformat(), c.id],
-        )
-        page = Page[ConcertRead](
-            items=[ConcertRead.model_validate(c) for c in rows], next_cursor=next_cursor
-        )
+        async with sessions() as session:
+            rows, next_cursor = await keyset_page(
+                session,
+                stmt,
+                order=[Concert.starts_at, Concert.id],
+                cursor=cursor,
+                limit=limit,
+                key_of=lambda c: [c.starts_at.isoformat(), c.id],
+            )
+            page = Page[ConcertRead](
+                items=[ConcertRead.model_validate(c) for c in rows], next_cursor=next_cursor
+            )
         return page.model_dump_json().encode()
 
     return await cache.get_or_load("concert_list", LIST_NAMESPACE, key, load)

@@ -9,7 +9,7 @@ from app.auth.deps import AdminUser
 from app.catalog.seat import service
 from app.catalog.seat.models import SeatStatus
 from app.catalog.seat.schemas import SeatMapGenerate, SeatMapSummary, SeatRead
-from app.core.deps import CacheDep, DbSession
+from app.core.deps import CacheDep, DbSession, State
 from app.core.http import body_response, model_response
 from app.core.openapi import problem_responses
 from app.core.pagination import Page
@@ -51,9 +51,9 @@ async def list_seats(
 @router.get(
     "/availability", response_model=SeatMapSummary, responses=problem_responses(304, 404, 422)
 )
-async def availability(
-    concert_id: Id, request: Request, db: DbSession, cache: CacheDep
-) -> Response:
-    cached = await service.availability_cached(db, cache, concert_id=concert_id)
+async def availability(concert_id: Id, request: Request, state: State) -> Response:
+    cached = await service.availability_cached(
+        state.sessionmaker, state.cache, concert_id=concert_id
+    )
     assert cached.body is not None
     return body_response(request, cached.body, cached.etag)

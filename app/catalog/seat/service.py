@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.catalog.common import keyset_page
 from app.catalog.concert import repository as concert_repository
@@ -115,14 +115,15 @@ async def _summary(session: AsyncSession, concert_id: int) -> SeatMapSummary:
 
 
 async def availability_cached(
-    session: AsyncSession, cache: ResponseCache, *, concert_id: int
+    sessions: async_sessionmaker[AsyncSession], cache: ResponseCache, *, concert_id: int
 ) -> CachedResponse:
-    """Per-section counts; exact because every seat change invalidates the concert namespace."""
+    """Per-section counts; exact because every seat change invalidates the namespace."""
 
     async def load() -> bytes | None:
-        if await concert_repository.load_concert(session, concert_id) is None:
-            return None
-        return (await _summary(session, concert_id)).model_dump_json().encode()
+        async with sessions() as session:
+            if await concert_repository.load_concert(session, concert_id) is None:
+                return None
+            return (await _summary(session, concert_id)).model_dump_json().encode()
 
     cached = await cache.get_or_load(
         "seat_availability", availability_namespace(concert_id), "summary", load
