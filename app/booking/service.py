@@ -168,8 +168,12 @@ async def hold(
             # Lazy expiry: stale holds on exactly these seats (or this stock) are released
             # and the claim is tried once more. Throttled per concert: in a hot-seat burst
             # hundreds of losers would otherwise each open a transaction for nothing.
-            if not _lazy_expiry_due(concert_id) or not await expire_due(
-                state, concert_id=concert_id, seat_ids=req.seat_ids, path="lazy"
+            if (
+                not strategy.lazy_expiry
+                or not _lazy_expiry_due(concert_id)
+                or not await expire_due(
+                    state, concert_id=concert_id, seat_ids=req.seat_ids, path="lazy"
+                )
             ):
                 raise
             booking = await strategy.hold(state, req)

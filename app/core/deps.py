@@ -6,11 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.cache import ResponseCache
-from app.core.config import Settings
 from app.core.state import AppState
 
 
@@ -28,14 +26,6 @@ async def get_db(state: State) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_redis(state: State) -> Redis:
-    return state.redis
-
-
-async def get_settings_dep(state: State) -> Settings:
-    return state.settings
-
-
 async def get_cache(state: State) -> ResponseCache:
     return state.cache
 
@@ -45,7 +35,5 @@ async def client_ip(request: Request) -> str:
 
 
 DbSession = Annotated[AsyncSession, Depends(get_db)]
-RedisDep = Annotated[Redis, Depends(get_redis)]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CacheDep = Annotated[ResponseCache, Depends(get_cache)]
 ClientIp = Annotated[str, Depends(client_ip)]

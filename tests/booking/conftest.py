@@ -60,6 +60,14 @@ async def make_sale(
     return Sale(cid, [s["id"] for s in seats], stock)
 
 
+async def hold(
+    client: httpx.AsyncClient, sale: Sale, fan: dict[str, str], body: dict[str, Any]
+) -> dict[str, Any]:
+    """POST a booking request for `sale` as `fan`; the response body."""
+    r = await client.post(f"/concerts/{sale.concert_id}/bookings", json=body, headers=fan)
+    return dict(r.json())
+
+
 @pytest.fixture(scope="session")
 async def fan_tokens(app: Any, settings: Settings) -> list[dict[str, str]]:
     """300 fans created in bulk (one Argon2 hash shared) with real access tokens."""

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.booking.conftest import make_sale
+from tests.booking.conftest import hold, make_sale
 from tests.fixtures.payments import Sim
 
 
@@ -41,13 +41,7 @@ async def test_pay_confirms_and_issues_tickets_once(
 ) -> None:
     sale = await make_sale(client, admin_headers)
     fan = fan_tokens[20]
-    held = (
-        await client.post(
-            f"/concerts/{sale.concert_id}/bookings",
-            json={"seat_ids": sale.seat_ids[:2]},
-            headers=fan,
-        )
-    ).json()
+    held = await hold(client, sale, fan, {"seat_ids": sale.seat_ids[:2]})
     before = await sim.stats()
     results = await asyncio.gather(
         *(client.post(f"/bookings/{held['id']}/pay", headers=fan) for _ in range(5))
@@ -77,11 +71,7 @@ async def test_general_admission_tickets(
 ) -> None:
     sale = await make_sale(client, admin_headers)
     fan = fan_tokens[21]
-    held = (
-        await client.post(
-            f"/concerts/{sale.concert_id}/bookings", json={"quantity": 3}, headers=fan
-        )
-    ).json()
+    held = await hold(client, sale, fan, {"quantity": 3})
     assert held["amount_minor"] == 3 * 99_000
     paid = await client.post(f"/bookings/{held['id']}/pay", headers=fan)
     assert paid.status_code == 200
@@ -98,11 +88,7 @@ async def test_decline_keeps_the_hold_and_a_new_attempt_can_succeed(
 ) -> None:
     sale = await make_sale(client, admin_headers)
     fan = fan_tokens[22]
-    held = (
-        await client.post(
-            f"/concerts/{sale.concert_id}/bookings", json={"quantity": 1}, headers=fan
-        )
-    ).json()
+    held = await hold(client, sale, fan, {"quantity": 1})
     await sim.control(decline_rate=1.0)
     declined = await client.post(f"/bookings/{held['id']}/pay", headers=fan)
     assert declined.status_code == 402 and declined.json()["type"].endswith("/payment-declined")
@@ -132,11 +118,7 @@ async def test_retried_charge_never_charges_twice(
 ) -> None:
     sale = await make_sale(client, admin_headers)
     fan = fan_tokens[23]
-    held = (
-        await client.post(
-            f"/concerts/{sale.concert_id}/bookings", json={"quantity": 1}, headers=fan
-        )
-    ).json()
+    held = await hold(client, sale, fan, {"quantity": 1})
     await sim.control(**knobs)
     before = await sim.stats()
     async with own_app(settings, payments_timeout_s=0.3) as c:
@@ -157,14 +139,7 @@ async def test_outage_opens_breaker_fails_fast_and_keeps_holds(
 ) -> None:
     sale = await make_sale(client, admin_headers)
     fans = fan_tokens[24:30]
-    holds = [
-        (
-            await client.post(
-                f"/concerts/{sale.concert_id}/bookings", json={"quantity": 1}, headers=f
-            )
-        ).json()
-        for f in fans
-    ]
+    holds = [await hold(client, sale, f, {"quantity": 1}) for f in fans]
     await sim.control(outage=True)
     async with own_app(
         settings, breaker_failure_threshold=3, breaker_recovery_s=1.0, payments_retries=0
@@ -200,9 +175,7 @@ async def test_pay_after_expiry_is_refused(
     sale = await make_sale(client, admin_headers)
     fan = fan_tokens[31]
     async with own_app(settings, hold_ttl_s=1, sweeper_interval_s=3600) as c:
-        held = (
-            await c.post(f"/concerts/{sale.concert_id}/bookings", json={"quantity": 1}, headers=fan)
-        ).json()
+        held = await hold(c, sale, fan, {"quantity": 1})
         await asyncio.sleep(1.2)
         before = await sim.stats()
         r = await c.post(f"/bookings/{held['id']}/pay", headers=fan)

@@ -76,6 +76,8 @@ class RetryClaim(Exception):
 
 class BookingStrategy(Protocol):
     name: ClassVar[str]
+    # Whether a lost claim may run a lazy-expiry pass over the database and try again.
+    lazy_expiry: ClassVar[bool]
 
     async def hold(self, state: AppState, req: HoldRequest) -> Booking | PendingHold:
         """Claim the seats or stock and create a held booking, or raise a 409 problem."""
@@ -180,6 +182,7 @@ class TransactionalStrategy:
     """Skeleton: guard (optional lock) → transaction → claim → persist → commit, with retries."""
 
     name: ClassVar[str]
+    lazy_expiry: ClassVar[bool] = True
 
     def max_attempts(self, state: AppState) -> int:
         return 1

@@ -24,7 +24,7 @@ from app.booking.inventory import ClaimResult, Inventory, InventoryUnavailable, 
 from app.booking.messages import REQUESTS_TOPIC, BookingRequestMessage
 from app.booking.models import Booking
 from app.booking.strategies.base import HoldRequest, PendingHold
-from app.core.problems import Conflict, NotFound, ServiceUnavailable
+from app.core.problems import NotFound, ServiceUnavailable
 from app.core.state import AppState
 
 log = structlog.get_logger(__name__)
@@ -42,19 +42,6 @@ class BookingQueueUnavailable(ServiceUnavailable):
         super().__init__(detail, headers={"Retry-After": "1"})
 
 
-# The same problem types as SeatTaken/SoldOut, but deliberately not subclasses: service.hold
-# answers those with a lazy-expiry pass over the database, and a failed Redis claim must cost
-# no database work (expired F holds come back through the sweeper within sweeper_interval_s).
-class ClaimSeatTaken(Conflict):
-    slug = SeatTaken.slug
-    title = SeatTaken.title
-
-
-class ClaimSoldOut(Conflict):
-    slug = SoldOut.slug
-    title = SoldOut.title
-
-
 class BookingRequestNotFound(NotFound):
     slug = "booking-request-not-found"
     title = "Booking request not found"
@@ -68,6 +55,9 @@ def request_id_for(req: HoldRequest) -> uuid.UUID:
 
 class RedisClaimStrategy:
     name: ClassVar[str] = "redis_claim"
+    # A failed Redis claim must cost no database work; expired F holds come back through the
+    # sweeper within sweeper_interval_s.
+    lazy_expiry: ClassVar[bool] = False
 
     async def hold(self, state: AppState, req: HoldRequest) -> PendingHold:
         producer = state.kafka.producer
@@ -131,9 +121,9 @@ class RedisClaimStrategy:
                 return result
             if result.status == "taken":
                 taken = list(result.seat_ids)
-                raise ClaimSeatTaken(f"Seats {taken} are already taken.", seat_ids=taken)
+                raise SeatTaken(f"Seats {taken} are already taken.", seat_ids=taken)
             if result.status == "sold_out":
-                raise ClaimSoldOut(f"Only {result.stock} tickets left.")
+                raise SoldOut(f"Only {result.stock} tickets left.")
             if result.status == "no_ga":
                 raise NoGeneralAdmission()
             if result.status == "foreign":
