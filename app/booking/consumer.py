@@ -17,6 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import os
+import secrets
+import socket
 import time
 import uuid
 from collections import defaultdict
@@ -61,6 +65,7 @@ from app.booking.strategies.base import (
 )
 from app.core.problems import ProblemError
 from app.core.state import AppState
+from app.queue.signals import report_member
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +97,11 @@ DEAD_LETTERED = Counter(
 BATCH_RETRIES = Counter(
     "tr_booking_consumer_batch_retries_total",
     "Batches retried after a transient failure (database, Redis or broker unavailable).",
+)
+REQUEST_LATENCY = Histogram(
+    "tr_booking_request_latency_seconds",
+    "From the broker's acknowledgement of a booking request (202) to its outcome in PostgreSQL.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 LAG = Gauge(
     "tr_booking_consumer_lag",
@@ -199,6 +209,21 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
+@dataclass
+class _SignalWindow:
+    """What this member measured since its last report to the admission controller."""
+
+    latencies_ms: list[float]
+    errors: int = 0
+    messages: int = 0
+
+    def p95_ms(self) -> float | None:
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
 class BookingConsumer:
     """Consumes `booking-requests` in batches; one instance per process, several per group."""
 
@@ -212,6 +237,9 @@ class BookingConsumer:
         self._ttl_states: dict[int, AppState] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self.member = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._window = _SignalWindow([])
+        self._next_signals = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -229,7 +257,7 @@ class BookingConsumer:
                 if batch:
                     async with self.batch_lock:
                         await self._process_retrying(batch, stop)
-                await self._report_lag()
+                await self._report_signals()
         finally:
             await self.consumer.stop()
             if self.producer is not None:
@@ -284,19 +312,45 @@ class BookingConsumer:
                 if not is_transient(exc):
                     raise
                 BATCH_RETRIES.inc()
+                self._window.errors += 1
                 log.warning("batch_failed_transient", error=repr(exc), retry_in_s=delay)
                 if stop.is_set():
                     return  # not committed: the batch is redelivered after the restart
                 await _sleep_unless(stop, delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _report_lag(self) -> None:
+    async def _report_signals(self) -> None:
+        """Lag per partition to /metrics; every `booking_consumer_signals_s` this member's lag,
+        latency and errors to the admission controller's signals (app/queue/signals.py)."""
         assert self.consumer is not None
+        lag = 0
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 position = await self.consumer.position(tp)
-                LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+                behind = max(0, highwater - position)
+                LAG.labels(str(tp.partition)).set(behind)
+                lag += behind
+        now = time.monotonic()
+        if now < self._next_signals:
+            return
+        interval = self.settings.booking_consumer_signals_s
+        self._next_signals = now + interval
+        window, self._window = self._window, _SignalWindow([])
+        try:
+            await report_member(
+                self.state.redis,
+                self.state.keys,
+                self.member,
+                lag=lag,
+                p95_ms=window.p95_ms(),
+                errors=window.errors,
+                messages=window.messages,
+                ttl_s=3 * interval,
+            )
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Advisory only: a missing report counts as healthy, consuming goes on.
+            log.warning("signals_report_failed", error=repr(exc))
 
     async def commit_processed(self) -> None:
         """Commit the offsets of fully processed batches (also called on partition revocation)."""
@@ -341,6 +395,7 @@ class BookingConsumer:
             self._processed[tp] = records[-1].offset + 1
         await self.commit_processed()
         self._count(outcomes, letters)
+        self._measure(batch, letters)
         BATCH_DURATION.observe(time.perf_counter() - started)
         log.info(
             "batch_processed",
@@ -554,6 +609,21 @@ class BookingConsumer:
             ]
             futures.append(await self.producer.send(DLQ_TOPIC, r.value, key=r.key, headers=headers))
         await asyncio.gather(*futures)
+
+    def _measure(
+        self,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        letters: list[DeadLetter],
+    ) -> None:
+        now_ms = time.time() * 1000
+        for records in batch.values():
+            for record in records:
+                # CreateTime, stamped by the API's producer just before the broker's ack.
+                latency_ms = max(0.0, now_ms - record.timestamp)
+                REQUEST_LATENCY.observe(latency_ms / 1000)
+                self._window.latencies_ms.append(latency_ms)
+                self._window.messages += 1
+        self._window.errors += len(letters)
 
     def _count(self, outcomes: list[Outcome], letters: list[DeadLetter]) -> None:
         for o in outcomes:

@@ -51,7 +51,7 @@ async def create_booking(
     state: State,
     user: CurrentUser,
     response: Response,
-    _admission: AdmissionGate,
+    admission: AdmissionGate,
     idempotency_key: IdemHeader = None,
 ) -> BookingRead | BookingRequestRead:
     booking, replayed = await service.hold(
@@ -60,6 +60,8 @@ async def create_booking(
         concert_id=concert_id,
         body=body,
         idempotency_key=idempotency_key,
+        # A concert on sale through a waiting room books through the Kafka pipeline.
+        default_strategy=state.settings.sale_booking_strategy if admission else None,
     )
     if isinstance(booking, BookingRequestRead):
         response.status_code = status.HTTP_202_ACCEPTED

@@ -140,15 +140,17 @@ async def hold(
     concert_id: int,
     body: BookingCreate,
     idempotency_key: str | None,
+    default_strategy: str | None = None,
 ) -> tuple[BookingRead | BookingRequestRead, bool]:
-    """Hold seats or general-admission tickets. Returns (booking or accepted request, replayed)."""
+    """Hold seats or general-admission tickets. Returns (booking or accepted request, replayed).
+    The strategy is the request's, else `default_strategy`, else the configured one."""
     digest = request_hash(concert_id, body)
     if idempotency_key:
         replay = await _replay(state, user_id=user_id, key=idempotency_key, digest=digest)
         if replay is not None:
             return replay, True
     max_per_user = await _on_sale_limit(state, concert_id)
-    name = body.strategy or state.settings.booking_strategy
+    name = body.strategy or default_strategy or state.settings.booking_strategy
     strategy = state.strategies[name]
     req = HoldRequest(
         user_id=user_id,

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
 
     # Bookings
     booking_strategy: str = "atomic"
+    # Concerts sold through a waiting room default to the Kafka pipeline (strategy F).
+    sale_booking_strategy: str = "redis_claim"
     hold_ttl_s: int = Field(default=300, ge=1)
     max_tickets_per_user: int = Field(default=4, ge=1)
     lock_timeout_ms: int = Field(default=2000, ge=1)
@@ -85,6 +87,7 @@ class Settings(BaseSettings):
     breaker_recovery_s: float = Field(default=10.0, gt=0)
 
     run_dir: Path = PROJECT_ROOT / ".run"
+    stack_booking_consumers: int = Field(default=2, ge=1)  # members `stack up --with-app` runs
 
     # Strategy F `redis_claim` and the booking consumer (`python -m app.booking_consumer`)
     booking_produce_timeout_s: float = Field(default=5.0, gt=0)
@@ -97,6 +100,8 @@ class Settings(BaseSettings):
     # How fast the group notices a killed consumer (its partitions wait that long).
     booking_consumer_session_timeout_ms: int = Field(default=10_000, ge=1000)
     booking_consumer_metrics_port: int = Field(default=9102, ge=0)  # 0 = no metrics server
+    # How often a consumer reports its lag and latency to the admission controller (Redis).
+    booking_consumer_signals_s: float = Field(default=1.0, gt=0)
 
     # Waiting room (`app/queue`): join/status/push of `POST /sales/{id}/queue` and friends
     # A place in line with no status check (poll, push stream or join) for this long expires.

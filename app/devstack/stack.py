@@ -50,7 +50,8 @@ from app.devstack.broker import (
     wait_gone,
 )
 
-# Processes of `up --with-app`, started in this order and stopped in reverse.
+# Processes of `up --with-app`, started in this order and stopped in reverse; the booking
+# consumer runs `stack_booking_consumers` times (members of one group), see `app_processes`.
 APP_PROCESSES: dict[str, list[str]] = {
     "payments-sim": [sys.executable, "-m", "app.payments_sim"],
     "api": [sys.executable, "-m", "app.api"],
@@ -455,7 +456,7 @@ async def _start_apps(
     child_env = {**os.environ, **env}
     console.print("migrating the database")
     await asyncio.to_thread(_migrate, child_env, paths)
-    for name, argv in APP_PROCESSES.items():
+    for name, (argv, extra) in app_processes(settings).items():
         if _live_pid(components.get(name), "app"):
             console.print(f"{name}: already running")
             continue
@@ -468,7 +469,7 @@ async def _start_apps(
             address = f"127.0.0.1:{port}"
             url = f"http://{address}"
         log = paths.logs / f"{name}.log"
-        proc = spawn(argv, log, env=child_env, cwd=PROJECT_ROOT)
+        proc = spawn(argv, log, env={**child_env, **extra}, cwd=PROJECT_ROOT)
         components[name] = Component(name, "app", address, url, proc.pid)
         _save_state(paths, components)
         if http is not None:
@@ -521,7 +522,9 @@ async def up(settings: Settings, *, with_app: bool, console: Console) -> dict[st
         }
         stale = paths.env.exists() and load_stack_env(paths.root) != env
         _write_private(paths.env, "".join(f"{key}={value}\n" for key, value in env.items()))
-        if stale and any(_live_pid(components.get(name), "app") for name in APP_PROCESSES):
+        if stale and any(
+            _live_pid(components.get(name), "app") for name in app_processes(settings)
+        ):
             console.print(
                 Text(
                     "stack.env changed under running app processes: restart them with "
@@ -533,6 +536,21 @@ async def up(settings: Settings, *, with_app: bool, console: Console) -> dict[st
         if with_app:
             await _start_apps(settings, paths, components, env, console)
     return env
+
+
+def app_processes(settings: Settings) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Name -> (argv, extra environment) of every app process. Consumers after the first get a
+    free metrics port each (the first keeps `booking_consumer_metrics_port`)."""
+    processes: dict[str, tuple[list[str], dict[str, str]]] = {}
+    for name, argv in APP_PROCESSES.items():
+        if name != "booking-consumer":
+            processes[name] = (argv, {})
+            continue
+        processes[name] = (argv, {})
+        for i in range(2, settings.stack_booking_consumers + 1):
+            port = str(free_port()) if settings.booking_consumer_metrics_port else "0"
+            processes[f"{name}-{i}"] = (argv, {"TR_BOOKING_CONSUMER_METRICS_PORT": port})
+    return processes
 
 
 def _stop_order(components: dict[str, Component]) -> list[Component]:

@@ -1,14 +1,22 @@
 """Downstream health signals the admission controller reads, written by other processes.
 
-Keys (one `{signals}` hash tag, so the reader's MGET is one slot on Redis Cluster):
-- `<prefix>:{signals}:consumer_lag`        messages not yet consumed from booking-requests
-- `<prefix>:{signals}:booking_p95_ms`      p95 latency of booking requests, milliseconds
-- `<prefix>:{signals}:booking_error_ratio` failed / all booking requests, 0..1
-Writers set them with a TTL (`publish_signals`), so a signal whose writer stopped reporting
-vanishes and counts as healthy: absent signals never throttle a sale.
+Two sources, combined by `read_signals` (worst of both):
+- plain keys `<prefix>:{signals}:consumer_lag`, `…:booking_p95_ms`, `…:booking_error_ratio`,
+  set with a TTL by `publish_signals` (one writer that sees the whole picture, e.g. the operator);
+- the hash `<prefix>:{signals}:members`: every booking consumer reports its own share
+  (`report_member`: lag of its partitions, p95 of request-to-outcome latency, errors and
+  messages handled in the last interval). Lags add up, p95 is the worst member's, the error
+  ratio is errors / messages over all members.
+Everything carries the `{signals}` hash tag (one slot on Redis Cluster). A signal whose writer
+stopped reporting vanishes (TTL, or a member entry older than its TTL) and counts as healthy:
+absent signals never throttle a sale.
 """
 
 from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
@@ -22,6 +30,20 @@ def signal_keys(keys: Keys) -> list[str]:
     return [keys("{signals}", name) for name in FIELDS]
 
 
+def members_key(keys: Keys) -> str:
+    return keys("{signals}", "members")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberReport:
+    lag: int
+    p95_ms: float | None
+    errors: int
+    messages: int
+    at: float  # writer's Unix time, seconds
+    ttl_s: float
+
+
 def _number(raw: bytes | str | None) -> float | None:
     if raw is None:
         return None
@@ -31,8 +53,52 @@ def _number(raw: bytes | str | None) -> float | None:
         return None
 
 
+def _worst(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _member(raw: bytes | str) -> MemberReport | None:
+    try:
+        data = json.loads(raw)
+        return MemberReport(
+            lag=int(data["lag"]),
+            p95_ms=None if data["p95_ms"] is None else float(data["p95_ms"]),
+            errors=int(data["errors"]),
+            messages=int(data["messages"]),
+            at=float(data["at"]),
+            ttl_s=float(data["ttl_s"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def fresh_members(redis: Redis, keys: Keys) -> dict[str, MemberReport]:
+    """The members' reports still within their TTL (stale ones are removed)."""
+    raw = await redis.hgetall(members_key(keys))
+    now = time.time()
+    fresh: dict[str, MemberReport] = {}
+    stale: list[bytes | str] = []
+    for name, value in raw.items():
+        report = _member(value)
+        if report is None or now - report.at > report.ttl_s:
+            stale.append(name)
+        else:
+            fresh[name.decode() if isinstance(name, bytes) else name] = report
+    if stale:
+        await redis.hdel(members_key(keys), *stale)
+    return fresh
+
+
 async def read_signals(redis: Redis, keys: Keys) -> Signals:
     lag, p95, errors = (_number(v) for v in await redis.mget(signal_keys(keys)))
+    reports = list((await fresh_members(redis, keys)).values())
+    if reports:
+        messages = sum(r.messages for r in reports)
+        lag = _worst(lag, float(sum(r.lag for r in reports)))
+        p95 = _worst(p95, *(r.p95_ms for r in reports))
+        if messages:
+            errors = _worst(errors, sum(r.errors for r in reports) / messages)
     return Signals(consumer_lag=lag, p95_ms=p95, error_ratio=errors)
 
 
@@ -51,4 +117,33 @@ async def publish_signals(
         for key, value in zip(signal_keys(keys), values, strict=True):
             if value is not None:
                 pipe.set(key, repr(float(value)), px=int(ttl_s * 1000))
+        await pipe.execute()
+
+
+async def report_member(
+    redis: Redis,
+    keys: Keys,
+    member: str,
+    *,
+    lag: int,
+    p95_ms: float | None,
+    errors: int,
+    messages: int,
+    ttl_s: float,
+) -> None:
+    """One booking consumer's share of the signals; it counts for `ttl_s` seconds."""
+    value = json.dumps(
+        {
+            "lag": lag,
+            "p95_ms": p95_ms,
+            "errors": errors,
+            "messages": messages,
+            "at": time.time(),
+            "ttl_s": ttl_s,
+        }
+    )
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(members_key(keys), member, value)
+        # The whole hash goes when every member has stopped reporting.
+        pipe.pexpire(members_key(keys), int(ttl_s * 1000))
         await pipe.execute()

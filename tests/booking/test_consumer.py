@@ -36,6 +36,7 @@ from app.devstack.broker import (
     stop_process,
     wait_broker_ready,
 )
+from app.queue.signals import fresh_members
 from tests.booking.conftest import Sale, make_sale
 from tests.fixtures.booking_consumer import (
     ConsumerProcess,
@@ -57,10 +58,10 @@ class Pipeline:
     def bootstrap(self) -> str:
         return self.settings.kafka_bootstrap
 
-    def consumer(self, wait: bool = True, **env: str) -> ConsumerProcess:
+    def consumer(self, wait: bool = True, log: str = "consumer", **env: str) -> ConsumerProcess:
         group = {"TR_BOOKING_CONSUMER_GROUP": "booking-consumer-test"}
         return start_consumer(
-            consumer_env(self.settings, **group, **env), self.tmp / "consumer.log", wait=wait
+            consumer_env(self.settings, **group, **env), self.tmp / f"{log}.log", wait=wait
         )
 
 
@@ -368,6 +369,43 @@ async def test_a_second_consumer_joining_mid_stream_loses_and_duplicates_nothing
         first.stop()
         if second is not None:
             second.stop()
+    await assert_consistent(app, sale, len(messages))
+    outcomes = await results(pipeline.bootstrap, sale.concert_id)
+    assert {r["request_id"] for r in outcomes} == {str(m.request_id) for m in messages}
+
+
+async def test_two_to_three_consumers_rebalance_loses_and_duplicates_nothing(
+    app: Any, pipeline: Pipeline, sale: Sale, users: list[int]
+) -> None:
+    messages = await _stream(app, sale, users)
+    state: AppState = app.state.tr
+    half = len(messages) // 2
+
+    async def trickle(part: list[BookingRequestMessage]) -> None:
+        for i in range(0, len(part), 20):
+            await produce(pipeline.bootstrap, [raw(m) for m in part[i : i + 20]])
+            await asyncio.sleep(0.2)
+
+    members: list[ConsumerProcess] = []
+    try:
+        for name in ("one", "two"):
+            members.append(await asyncio.to_thread(pipeline.consumer, log=name))
+        # The third member joins while the first half is still streaming in; the second half
+        # is produced only once it owns partitions, so both halves cross a rebalance.
+        producing = asyncio.create_task(trickle(messages[:half]))
+        await asyncio.sleep(0.5)
+        members.append(await asyncio.to_thread(pipeline.consumer, log="three"))
+        await producing
+        await trickle(messages[half:])
+        await wait_inbox(app, sale.concert_id, len(messages), members[2])
+        await asyncio.sleep(0.3)
+        shares = [len(m.assigned()) for m in members]
+        assert all(share > 0 for share in shares) and sum(shares) == 12, shares
+        # Each member reports its own lag/latency to the admission controller's signals.
+        assert len(await fresh_members(state.redis, state.keys)) == 3
+    finally:
+        for member in members:
+            member.stop()
     await assert_consistent(app, sale, len(messages))
     outcomes = await results(pipeline.bootstrap, sale.concert_id)
     assert {r["request_id"] for r in outcomes} == {str(m.request_id) for m in messages}

@@ -246,7 +246,9 @@ async def test_real_booking_route_requires_admission_and_pay_releases_it(admitte
     assert stock == ga.json()["total"]
     # The admitted fan books and pays; completing the purchase ends the admission.
     held = await client.post(
-        url, json={"quantity": 1}, headers=fans[0].headers | {"X-Admission-Token": token}
+        url,
+        json={"quantity": 1, "strategy": "atomic"},
+        headers=fans[0].headers | {"X-Admission-Token": token},
     )
     assert held.status_code == 201, held.text
     paid = await client.post(f"/bookings/{held.json()['id']}/pay", headers=fans[0].headers)
@@ -257,3 +259,16 @@ async def test_real_booking_route_requires_admission_and_pay_releases_it(admitte
     assert again.status_code == 403 and again.json()["type"].endswith("/admission-revoked")
     stats = await service.sale_stats(state, sale_id=sale["id"])
     assert stats.admitted_active == 1
+
+
+async def test_sale_concert_books_through_the_kafka_pipeline_by_default(admitted: Setup) -> None:
+    state, sale, fans, client = admitted.state, admitted.sale, admitted.fans, admitted.client
+    token = await _token_of(state, sale, fans[1])
+    r = await client.post(
+        f"/concerts/{sale['concert_id']}/bookings",
+        json={"quantity": 1},
+        headers=fans[1].headers | {"X-Admission-Token": token},
+    )
+    # 202 (accepted after the broker's ack), where the configured default strategy gives 201.
+    assert r.status_code == 202, r.text
+    assert r.headers["Location"] == f"/bookings/requests/{r.json()['request_id']}"
