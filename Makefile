@@ -6,15 +6,16 @@ STAMP := $(VENV)/.installed
 TR := $(VENV)/bin/ticket-rush
 PYTEST_WORKERS ?= 2
 
-.PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking clean
+.PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking bench-spike clean
 
 help:
-	@echo "make demo          local stack + seeded catalog + scripted tour with a report"
+	@echo "make demo          a full ticket rush on the local stack (FANS=50000 SEATS=5000) + report"
 	@echo "make test          the whole test suite against real PostgreSQL/Redis/Tansu"
 	@echo "make lint          ruff + mypy"
 	@echo "make dev           local stack with the API (ticket-rush stack up --with-app)"
 	@echo "make down          stop everything the local stack started"
 	@echo "make bench-catalog catalog read benchmark + 1M-row migration timing"
+	@echo "make bench-spike   queue join/status vs no-op, consumer vs pgbench, time to sell out"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -44,16 +45,30 @@ down: $(STAMP)
 status: $(STAMP)
 	$(TR) stack status
 
+# The demo's fans all come from 127.0.0.1, so the per-IP limits are lifted; holds, admissions and
+# abandoned places time out fast enough to be seen within the run.
+FANS ?= 50000
+SEATS ?= 5000
+DEMO_ENV := TR_QUEUE_JOIN_LIMIT_PER_IP=10000000 TR_QUEUE_STATUS_LIMIT_PER_IP=100000000 \
+	TR_HOLD_TTL_S=20 TR_ADMISSION_TOKEN_TTL_S=60 TR_QUEUE_GRACE_S=90 \
+	TR_PAYMENTS_SIM_DECLINE_RATE=0.08 TR_PAYMENTS_SIM_LATENCY_MS=120 TR_PAYMENTS_SIM_JITTER_MS=80
+
 demo: $(STAMP)
-	$(TR) stack up --with-app
-	$(TR) seed
-	$(PY) -m loadtests.demo_tour --out reports/demo
+	$(TR) stack down
+	$(DEMO_ENV) $(TR) stack up --with-app
+	$(PY) -m loadtests.demo --fans $(FANS) --seats $(SEATS) --out reports/demo
 
 bench-catalog: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(TR) stack up
 	$(PY) -m loadtests.bench_catalog --out reports/catalog
 	$(PY) loadtests/bench_migration.py --rows 1000000 --out reports/catalog
+
+bench-spike: $(STAMP)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(TR) stack down
+	$(DEMO_ENV) $(TR) stack up --with-app
+	$(PY) -m loadtests.bench_spike --out reports/spike $(SPIKE_ARGS)
 
 bench-booking: $(STAMP)
 	$(TR) stack up

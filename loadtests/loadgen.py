@@ -35,13 +35,20 @@ WRK_HINT = (
 )
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-# Paths come from $LOADGEN_PATHS (one per line); the summary and the whole latency histogram
-# (microseconds, distinct values and their counts) go to $LOADGEN_OUT as JSON.
+# Requests come from $LOADGEN_PATHS, one per line: a path (GET), or `METHOD PATH [TOKEN]` (a
+# bearer token per request, so each line can be another fan). The summary and the whole latency
+# histogram (microseconds, distinct values and their counts) go to $LOADGEN_OUT as JSON.
 WRK_SCRIPT = r"""
 function init(args)
   reqs = {}
   for line in io.lines(os.getenv("LOADGEN_PATHS")) do
-    if line ~= "" then reqs[#reqs + 1] = wrk.format("GET", line) end
+    if line ~= "" then
+      local method, path, token = line:match("^(%u+) (%S+) ?(%S*)$")
+      if method == nil then method, path, token = "GET", line, "" end
+      local headers = {}
+      if token ~= "" then headers["Authorization"] = "Bearer " .. token end
+      reqs[#reqs + 1] = wrk.format(method, path, headers)
+    end
   end
   cursor = 0
 end

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from app.catalog.concert import service as concert_service
 from app.catalog.concert.models import ConcertStatus
 from app.catalog.concert.schemas import ConcertUpdate
-from app.core.ratelimit import enforce
+from app.core.problems import RateLimited
 from app.core.state import AppState
 from app.queue import repository
 from app.queue.errors import (
@@ -39,7 +39,7 @@ from app.queue.errors import (
 from app.queue.metrics import QUEUE_JOINS, QUEUE_STATUS
 from app.queue.models import CloseReason, Sale, SaleStatus
 from app.queue.schemas import QueueStatus, RateRead, RateSet, SaleCreate, SaleStats
-from app.queue.store import FanState, QueueStore, SaleHead, SaleSnapshot
+from app.queue.store import FanState, Limited, Limits, QueueStore, SaleHead, SaleSnapshot
 from app.queue.tokens import AdmissionClaims, decode_admission_token
 
 # How long "this concert has no sale" is cached for the booking gate.
@@ -338,21 +338,18 @@ def build_status(
     )
 
 
-async def _limit(state: AppState, action: str, user_id: int, ip: str) -> None:
+def _limits(state: AppState, action: str, user_id: int, ip: str) -> Limits:
     s = state.settings
     per_account, per_ip = (
         (s.queue_join_limit_per_account, s.queue_join_limit_per_ip)
         if action == "join"
         else (s.queue_status_limit_per_account, s.queue_status_limit_per_ip)
     )
-    window = s.queue_limit_window_s
-    await enforce(
-        state.redis,
-        [
-            (state.keys("rl", f"queue-{action}", "account", user_id), per_account, window),
-            (state.keys("rl", f"queue-{action}", "ip", ip), per_ip, window),
-        ],
-    )
+    return Limits(action, user_id, ip, per_account, per_ip, s.queue_limit_window_s * 1000)
+
+
+def _rate_limited(wait_ms: int) -> RateLimited:
+    return RateLimited(max(1, math.ceil(wait_ms / 1000)))
 
 
 def _grace_ms(state: AppState) -> int:
@@ -361,7 +358,6 @@ def _grace_ms(state: AppState) -> int:
 
 async def join(state: AppState, *, sale_id: int, user_id: int, ip: str) -> tuple[QueueStatus, bool]:
     """Take a place (or get the one you have: idempotent per account). Returns (status, new)."""
-    await _limit(state, "join", user_id, ip)
     store = store_of(state)
     for attempt in (1, 2):
         result = await store.join(
@@ -371,7 +367,12 @@ async def join(state: AppState, *, sale_id: int, user_id: int, ip: str) -> tuple
             # The secret draw key: uniform from the OS CSPRNG, never shown to anyone.
             draw_key=secrets.randbits(52) / 2**52,
             window_ms=state.settings.queue_prequeue_window_s * 1000,
+            # Counted again on the rare retry after a resync (Redis had lost the sale).
+            limits=_limits(state, "join", user_id, ip),
         )
+        if result.kind == "limited":
+            assert result.wait_ms is not None
+            raise _rate_limited(result.wait_ms)
         if result.kind != "unknown":
             break
         if attempt == 1:
@@ -402,8 +403,20 @@ async def status(
     state: AppState, *, sale_id: int, user_id: int, ip: str, push: bool = False
 ) -> QueueStatus:
     """A fan's state; counts as the status check that keeps the place."""
-    await _limit(state, "status", user_id, ip)
-    head, fan = await fan_state(state, sale_id=sale_id, user_id=user_id)
+    try:
+        known, fan = await store_of(state).status_one(
+            sale_id,
+            user_id,
+            grace_ms=_grace_ms(state),
+            limits=_limits(state, "status", user_id, ip),
+        )
+    except Limited as exc:
+        raise _rate_limited(exc.wait_ms) from None
+    if known is None:  # Redis does not know the sale (yet, or any more): resync and ask again
+        head, fan = await fan_state(state, sale_id=sale_id, user_id=user_id)
+    else:
+        head = known
+        _require_place(head, fan, sale_id)
     answer = build_status(state, sale_id, head, fan, push=push)
     QUEUE_STATUS.labels(answer.state).inc()
     return answer
@@ -421,11 +434,15 @@ async def fan_state(
         if head is None:
             raise SaleNotFound(f"No sale with id {sale_id}.")
     fan = fans[0] if fans else None
+    _require_place(head, fan, sale_id)
+    return head, fan
+
+
+def _require_place(head: SaleHead, fan: FanState | None, sale_id: int) -> None:
     if head.status != "closed" and (fan is None or fan.state == "none"):
         raise NotInQueue(
             "Join the queue first.", rejoin_url=f"/sales/{sale_id}/queue", sale_id=sale_id
         )
-    return head, fan
 
 
 async def leave(state: AppState, *, sale_id: int, user_id: int) -> None:

@@ -126,6 +126,24 @@ local function status_of(u, now, cutoff)
   return {'none'}
 end
 
+-- Fixed-window limits folded into the call they guard, so a join or a status check is one
+-- round trip: KEYS[12] and KEYS[13] count this account's and this IP's calls to the sale.
+-- Returns the milliseconds to wait when either limit is exceeded, else 0.
+local function over_limit(per_account, per_ip, window)
+  local wait = 0
+  for i, limit in ipairs({per_account, per_ip}) do
+    local k = KEYS[11 + i]
+    local n = redis.call('INCR', k)
+    local ttl = redis.call('PTTL', k)
+    if n == 1 or ttl < 0 then
+      redis.call('PEXPIRE', k, window)
+      ttl = window
+    end
+    if n > limit then wait = math.max(wait, ttl) end
+  end
+  return wait
+end
+
 local function ewma(k, now, tau_ms, measure)
   local s = redis.call('HMGET', STATS, 'ewma', 'ewma_ms')
   if not measure then
@@ -151,9 +169,25 @@ for i = 2, #ARGV do out[#out + 1] = status_of(ARGV[i], now, cutoff) end
 return out
 """
 
-# ARGV: grace_ms, user, draw key, pre-queue window ms -> {head, kind, status_of(user)}.
+# One fan's status check under the rate limits (KEYS 12-13).
+# ARGV: grace_ms, user, per-account limit, per-IP limit, window ms
+#   -> {'limited', wait ms} | {} (unknown sale) | {head} (closed) | {head, status_of(user)}.
+_STATUS_ONE = """
+local wait = over_limit(tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+if wait > 0 then return {'limited', wait} end
+local now = now_ms()
+local h = head(now)
+if not h then return {} end
+if h[1] == 'closed' then return {h} end
+return {h, status_of(ARGV[2], now, now - tonumber(ARGV[1]))}
+"""
+
+# ARGV: grace_ms, user, draw key, pre-queue window ms, per-account limit, per-IP limit,
+# window ms -> {head, kind, status_of(user)} | {'limited', wait ms} | {} (unknown sale).
 # kind: new | existing | closed | too_early (status then holds the earliest join time, ms).
 _JOIN = """
+local wait = over_limit(tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+if wait > 0 then return {'limited', wait} end
 local now = now_ms()
 local h = head(now)
 if not h then return {} end
@@ -387,6 +421,7 @@ class _Script:
 
 
 STATUS = _Script(_STATUS)
+STATUS_ONE = _Script(_STATUS_ONE)
 JOIN = _Script(_JOIN)
 LEAVE = _Script(_LEAVE)
 RELEASE = _Script(_RELEASE)
@@ -478,10 +513,29 @@ class SaleSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class JoinResult:
-    kind: str  # new | existing | closed | too_early | unknown (Redis does not know the sale)
+    kind: str  # new | existing | closed | too_early | limited | unknown (sale not in Redis)
     head: SaleHead | None
     fan: FanState | None
     earliest_ms: int | None = None
+    wait_ms: int | None = None  # limited: how long until the window resets
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Fixed-window limits of one call: per account and per IP, within one sale."""
+
+    action: str  # join | status
+    user_id: int
+    ip: str
+    per_account: int
+    per_ip: int
+    window_ms: int
+
+
+class Limited(Exception):
+    def __init__(self, wait_ms: int) -> None:
+        super().__init__(wait_ms)
+        self.wait_ms = wait_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,6 +561,10 @@ class Prepared:
     budget: int = 0
     heads: tuple[tuple[int, int], ...] = ()  # (user id, place)
     status: str = ""
+
+
+def _limit_args(limits: Limits) -> list[int]:
+    return [limits.per_account, limits.per_ip, limits.window_ms]
 
 
 class QueueStore:
@@ -538,14 +596,33 @@ class QueueStore:
         ]
         return _s(await SYNC(self.redis, self.keys(sale_id), args))
 
+    def limited_keys(self, sale_id: int, limits: Limits) -> list[str]:
+        tag = f"{{sale:{sale_id}}}"
+        return [
+            *self.keys(sale_id),
+            self.k(tag, "rl", limits.action, "account", limits.user_id),
+            self.k(tag, "rl", limits.action, "ip", limits.ip),
+        ]
+
     async def join(
-        self, sale_id: int, user_id: int, *, grace_ms: int, draw_key: float, window_ms: int
+        self,
+        sale_id: int,
+        user_id: int,
+        *,
+        grace_ms: int,
+        draw_key: float,
+        window_ms: int,
+        limits: Limits,
     ) -> JoinResult:
         raw = await JOIN(
-            self.redis, self.keys(sale_id), [grace_ms, user_id, repr(draw_key), window_ms]
+            self.redis,
+            self.limited_keys(sale_id, limits),
+            [grace_ms, user_id, repr(draw_key), window_ms, *_limit_args(limits)],
         )
         if not raw:
             return JoinResult("unknown", None, None)
+        if _s(raw[0]) == "limited":
+            return JoinResult("limited", None, None, wait_ms=int(raw[1]))
         head, kind, fan = _head(raw[0]), _s(raw[1]), raw[2]
         if kind == "too_early":
             return JoinResult(kind, head, None, earliest_ms=int(fan[0]))
@@ -562,6 +639,22 @@ class QueueStore:
         if not raw:
             return None, []
         return _head(raw[0]), [_fan(r) for r in raw[1:]]
+
+    async def status_one(
+        self, sale_id: int, user_id: int, *, grace_ms: int, limits: Limits
+    ) -> tuple[SaleHead | None, FanState | None]:
+        """One fan's status check under the rate limits (raises Limited); the fan's state is
+        None when the sale is closed."""
+        raw = await STATUS_ONE(
+            self.redis,
+            self.limited_keys(sale_id, limits),
+            [grace_ms, user_id, *_limit_args(limits)],
+        )
+        if not raw:
+            return None, None
+        if _s(raw[0]) == "limited":
+            raise Limited(int(raw[1]))
+        return _head(raw[0]), _fan(raw[1]) if len(raw) > 1 else None
 
     async def leave(self, sale_id: int, user_id: int) -> bool:
         return bool(await LEAVE(self.redis, self.keys(sale_id), [user_id]))

@@ -21,7 +21,7 @@ from app.queue import service
 from app.queue.errors import AdmissionRevoked
 from app.queue.models import CloseReason
 from app.queue.schemas import RateSet
-from app.queue.store import QueueStore, SaleSnapshot
+from app.queue.store import Limits, QueueStore, SaleSnapshot
 from app.queue.worker import AdmissionWorker
 from tests.booking.conftest import make_sale
 from tests.fixtures.payments import Sim
@@ -148,6 +148,7 @@ async def test_draw_is_uniform(settings: Settings, app: Any) -> None:
                 grace_ms=60_000,
                 draw_key=secrets.randbits(52) / 2**52,
                 window_ms=2**50,
+                limits=Limits("join", user, "t", 10, 10, 60_000),
             )
             assert joined.kind == "new"
         opened = dataclasses.replace(scheduled, status="open")
@@ -158,6 +159,10 @@ async def test_draw_is_uniform(settings: Settings, app: Any) -> None:
         _, fans = await store.status(sale_id, [1, 2, 3, 4], grace_ms=60_000)
         firsts[next(u for u, f in zip((1, 2, 3, 4), fans, strict=True) if f.place == 1)] += 1
         await state.redis.delete(*store.keys(sale_id))
+        for user in (1, 2, 3, 4):
+            await state.redis.delete(
+                *store.limited_keys(sale_id, Limits("join", user, "t", 10, 10, 60_000))
+            )
     # Chi-square with 3 degrees of freedom; 16.27 is the 0.1% critical value.
     chi2 = sum((firsts[u] - trials / 4) ** 2 / (trials / 4) for u in (1, 2, 3, 4))
     assert chi2 < 16.27, firsts
@@ -353,7 +358,9 @@ async def test_sold_out_closes_the_sale_and_tells_everyone(
             token = (await _status(client, sale["id"], fan.headers))["admission_token"]
             headers = fan.headers | {"X-Admission-Token": token}
             held = await client.post(
-                f"/concerts/{stock.concert_id}/bookings", json=body, headers=headers
+                f"/concerts/{stock.concert_id}/bookings",
+                json=body | {"strategy": "atomic"},  # synchronous: no consumer runs here
+                headers=headers,
             )
             assert held.status_code == 201, held.text
             paid = await client.post(f"/bookings/{held.json()['id']}/pay", headers=headers)
