@@ -296,6 +296,13 @@ class Shared:
     rng: random.Random
 
 
+def _sale_over(status: int, data: Any) -> str | None:
+    """The sale's end as a join answers it (409 sale-closed, with the state), else None."""
+    if status == 409 and isinstance(data, dict) and data.get("state") in ("sold_out", "closed"):
+        return str(data["state"])
+    return None
+
+
 class VirtualFan:
     def __init__(self, shared: Shared, user_id: int, token: str, rng: random.Random) -> None:
         self.s = shared
@@ -318,9 +325,11 @@ class VirtualFan:
         self.result.mode = mode
         await asyncio.sleep(max(0.0, arrive_at - time.monotonic()))
         status, data, _ = await self.s.api.call("join", "POST", self.queue, headers=self.headers)
-        if status not in (200, 201):
-            self.result.answer = f"join refused {status}"
+        if (over := _sale_over(status, data)) is not None:
+            self.result.answer = over  # arrived after the end: told so at once
             return
+        if status not in (200, 201):
+            raise RuntimeError(f"join: {status} {data}")
         if mode == "abandon":
             await self._abandon(data)
             return
@@ -369,6 +378,8 @@ class VirtualFan:
         # given only when the old one had expired.)
         if status == 200 and data["state"] == "waiting" and before is not None:
             self.result.refresh_kept_place = data["position"] == before
+        if (over := _sale_over(status, data)) is not None:
+            return {"state": over}
         if status not in (200, 201):
             raise RuntimeError(f"refresh: {status} {data}")
         return dict(data)
@@ -605,7 +616,7 @@ async def run_rush(
     rng = random.Random(cfg.seed)
     engine = create_async_engine(settings.database_url, pool_size=4)
     kafka_before = await kafka_offsets(settings)
-    [(admin_id, admin_token)] = await create_accounts(engine, settings, 1, "admin")
+    [(_, admin_token)] = await create_accounts(engine, settings, 1, "admin")
     admin = {"Authorization": f"Bearer {admin_token}"}
     recorder = Recorder(opens_at=time.monotonic())
     api = Api(base_url, recorder, cfg.in_flight)
@@ -700,7 +711,6 @@ async def run_rush(
         )
         await asyncio.sleep(2)  # the last results settle and offsets get committed
         outcome.checks = await verify(engine, settings, outcome)
-        del admin_id
         return outcome
     finally:
         await api.close()
