@@ -388,13 +388,15 @@ class VirtualFan:
         """Follow the SSE stream until a terminal state; reconnect like EventSource does."""
         latest = first
         while latest["state"] in ("pre_queue", "waiting") and not self.s.stop.is_set():
+            started = time.monotonic()
             try:
                 async with self.s.api.session.get(
                     f"{self.queue}/me/events",
                     headers=self.headers | {"Accept": "text/event-stream"},
                     timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
                 ) as r:
-                    self.s.api.recorder.record("sse_connect", time.monotonic(), r.status)
+                    # Time to the response head: the stream itself stays open.
+                    self.s.api.recorder.record("sse_connect", started, r.status)
                     if r.status != 200:
                         await asyncio.sleep(1)
                         return await self._status()
@@ -555,8 +557,11 @@ async def kafka_offsets(settings: Settings) -> dict[str, int]:
     await consumer.start()
     try:
         out: dict[str, int] = {}
+        await consumer.topics()  # fetches the metadata partitions_for_topic reads
         for topic in (REQUESTS_TOPIC, RESULTS_TOPIC):
-            tps = [TopicPartition(topic, p) for p in range(settings.kafka_topics[topic])]
+            # The broker's partitions, not the configured count: a topic made elsewhere wins.
+            partitions = sorted(consumer.partitions_for_topic(topic) or ())
+            tps = [TopicPartition(topic, p) for p in partitions]
             ends = await consumer.end_offsets(tps)
             out[f"{topic}:end"] = sum(ends.values())
             if topic == REQUESTS_TOPIC:
