@@ -1,0 +1,348 @@
+"""Channels, stream keys and the nginx-rtmp publish lifecycle.
+
+A publish is admitted by `on_publish` (the key's hash picks the channel; 3xx renames the stream
+to the channel's public name, so neither HLS paths nor playback URLs contain the key), kept
+alive by `on_update` (refused once the key is rotated, which makes nginx drop the publisher)
+and ended by `on_publish_done`. PostgreSQL holds the state; Redis only the session liveness and
+the viewers (see store.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+
+import structlog
+
+from app.catalog.artist import service as artist_service
+from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.core.state import AppState
+from app.streaming import repository
+from app.streaming.errors import (
+    CallbackForbidden,
+    ChannelAlreadyLive,
+    ChannelLive,
+    ChannelNotFound,
+    ChannelNotLive,
+    StreamKeyInvalid,
+    StreamSessionEnded,
+)
+from app.streaming.models import Channel, ChannelState
+from app.streaming.schemas import (
+    ChannelAdminRead,
+    ChannelCreate,
+    ChannelRead,
+    ChannelUpdate,
+    ChannelWithKey,
+)
+from app.streaming.store import StreamingStore
+
+log = structlog.get_logger(__name__)
+
+STREAM_KEY_PREFIX = "trsk_"
+# A live session with no nginx update for this many update intervals is presumed dead.
+STALE_AFTER_UPDATES = 3
+
+
+def store_of(state: AppState) -> StreamingStore:
+    return StreamingStore(state.redis, state.keys)
+
+
+def new_stream_key() -> str:
+    """256 random bits, URL- and RTMP-name-safe."""
+    return STREAM_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    # The key is 256 random bits: a fast unsalted hash is enough (nothing to brute-force).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def playback_url(state: AppState, channel: Channel) -> str:
+    base = state.settings.streaming_hls_base_url.rstrip("/")
+    return f"{base}/{channel.public_name}/index.m3u8"
+
+
+def _session_ttl_s(state: AppState) -> int:
+    return state.settings.streaming_update_interval_s * STALE_AFTER_UPDATES
+
+
+def _window_ms(state: AppState) -> int:
+    return state.settings.streaming_viewer_window_s * 1000
+
+
+def _public_fields(state: AppState, channel: Channel, viewers: int) -> dict[str, object]:
+    return {
+        "id": channel.id,
+        "artist_id": channel.artist_id,
+        "title": channel.title,
+        "state": channel.state,
+        "live_since": channel.live_since,
+        "last_live_at": channel.last_live_at,
+        "viewer_count": viewers if channel.state == ChannelState.live else 0,
+        "playback_url": playback_url(state, channel),
+        "created_at": channel.created_at,
+        "updated_at": channel.updated_at,
+    }
+
+
+def _admin_fields(state: AppState, channel: Channel, viewers: int) -> dict[str, object]:
+    return _public_fields(state, channel, viewers) | {
+        "ingest_url": state.settings.streaming_ingest_url,
+        "stream_key_hint": channel.stream_key_hint,
+        "stream_key_rotated_at": channel.stream_key_rotated_at,
+    }
+
+
+async def _viewers(state: AppState, channels: list[Channel]) -> dict[int, int]:
+    live = [c.id for c in channels if c.state == ChannelState.live]
+    return await store_of(state).viewer_counts(live, window_ms=_window_ms(state))
+
+
+async def _get(state: AppState, channel_id: int) -> Channel:
+    async with state.sessionmaker() as session:
+        channel = await repository.get(session, channel_id)
+    if channel is None:
+        raise ChannelNotFound(f"No channel with id {channel_id}.")
+    return channel
+
+
+async def _check_artist(state: AppState, artist_id: int) -> None:
+    async with state.sessionmaker() as session:
+        await artist_service.get_artist(session, artist_id=artist_id)
+
+
+def _cursor_id(cursor: str) -> int:
+    value = decode_cursor(cursor, 1)[0]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidCursor("The cursor is not one this API issued.")
+    return value
+
+
+async def list_channels(
+    state: AppState, *, live: bool | None, artist_id: int | None, cursor: str | None, limit: int
+) -> tuple[list[ChannelRead], str | None]:
+    """Channels in id order (keyset pages), with their current viewer counts."""
+    after_id = _cursor_id(cursor) if cursor else None
+    async with state.sessionmaker() as session:
+        rows = await repository.page(
+            session, live=live, artist_id=artist_id, after_id=after_id, limit=limit
+        )
+    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
+    rows = rows[:limit]
+    viewers = await _viewers(state, rows)
+    items = [
+        ChannelRead.model_validate(_public_fields(state, c, viewers.get(c.id, 0))) for c in rows
+    ]
+    return items, next_cursor
+
+
+async def get_channel(state: AppState, *, channel_id: int, admin: bool) -> ChannelRead:
+    """One channel; admins also get the ingest URL and which key is configured."""
+    channel = await _get(state, channel_id)
+    viewers = (await _viewers(state, [channel])).get(channel.id, 0)
+    if admin:
+        return ChannelAdminRead.model_validate(_admin_fields(state, channel, viewers))
+    return ChannelRead.model_validate(_public_fields(state, channel, viewers))
+
+
+def _with_key(state: AppState, channel: Channel, key: str) -> ChannelWithKey:
+    return ChannelWithKey.model_validate(_admin_fields(state, channel, 0) | {"stream_key": key})
+
+
+async def create_channel(state: AppState, *, data: ChannelCreate) -> ChannelWithKey:
+    """A new OFF channel for an existing artist; the answer is the only one with the key."""
+    await _check_artist(state, data.artist_id)
+    key = new_stream_key()
+    async with state.sessionmaker() as session:
+        channel = Channel(
+            artist_id=data.artist_id,
+            title=data.title,
+            stream_key_hash=hash_key(key),
+            stream_key_hint=key[-4:],
+            stream_key_rotated_at=datetime.now(UTC),
+        )
+        session.add(channel)
+        await session.commit()
+        await session.refresh(channel)
+    return _with_key(state, channel, key)
+
+
+async def update_channel(
+    state: AppState, *, channel_id: int, data: ChannelUpdate
+) -> ChannelAdminRead:
+    updates = data.model_dump(exclude_unset=True)
+    if "artist_id" in updates:
+        await _check_artist(state, updates["artist_id"])
+    async with state.sessionmaker() as session:
+        channel = await repository.get(session, channel_id)
+        if channel is None:
+            raise ChannelNotFound(f"No channel with id {channel_id}.")
+        for field, value in updates.items():
+            setattr(channel, field, value)
+        await session.commit()
+        await session.refresh(channel)
+    viewers = (await _viewers(state, [channel])).get(channel.id, 0)
+    return ChannelAdminRead.model_validate(_admin_fields(state, channel, viewers))
+
+
+async def delete_channel(state: AppState, *, channel_id: int) -> None:
+    """Delete an OFF channel. A live one is refused: rotate its key to cut the broadcast."""
+    async with state.sessionmaker() as session:
+        channel = await repository.get(session, channel_id)
+        if channel is None:
+            raise ChannelNotFound(f"No channel with id {channel_id}.")
+        if channel.state == ChannelState.live:
+            raise ChannelLive("End the broadcast first (rotating the key cuts it).")
+        await session.delete(channel)
+        await session.commit()
+
+
+async def rotate_stream_key(state: AppState, *, channel_id: int) -> ChannelWithKey:
+    """Replace the stream key at once: the old key is refused from now on, and a broadcast
+    running on it is dropped by nginx at its next update (`on_update` answers 403)."""
+    key = new_stream_key()
+    async with state.sessionmaker() as session:
+        channel = await repository.conditional_update(
+            session,
+            channel_id,
+            where=[],
+            values={
+                "stream_key_hash": hash_key(key),
+                "stream_key_hint": key[-4:],
+                "stream_key_rotated_at": datetime.now(UTC),
+            },
+        )
+        if channel is None:
+            raise ChannelNotFound(f"No channel with id {channel_id}.")
+        await session.commit()
+    return _with_key(state, channel, key)
+
+
+async def heartbeat(state: AppState, *, channel_id: int, user_id: int) -> int:
+    """Count a signed-in fan as watching a live channel for the viewer window (Redis only)."""
+    count = await store_of(state).heartbeat(
+        channel_id, viewer=str(user_id), window_ms=_window_ms(state)
+    )
+    if count is None:
+        await _get(state, channel_id)  # 404 for a channel that does not exist
+        raise ChannelNotLive("Viewers are counted while the channel is live.")
+    return count
+
+
+# nginx-rtmp callbacks
+
+
+def check_callback_secret(state: AppState, *, secret: str | None) -> None:
+    expected = state.settings.streaming_callback_secret.get_secret_value().encode()
+    if secret is None or not hmac.compare_digest(secret.encode(), expected):
+        raise CallbackForbidden()
+
+
+async def on_publish(state: AppState, *, stream_key: str, client_id: str, addr: str) -> Channel:
+    """Admit a publisher whose stream key is a channel's current key: the channel goes LIVE.
+
+    A channel already live refuses a second publisher while its session still reports; a
+    session silent for `STALE_AFTER_UPDATES` update intervals (nginx died) is taken over."""
+    key_hash = hash_key(stream_key)
+    store = store_of(state)
+    async with state.sessionmaker() as session:
+        channel = await repository.by_key_hash(session, key_hash)
+        if channel is None:
+            log.info("rtmp_publish_refused", reason="unknown-key", addr=addr)
+            raise StreamKeyInvalid("No channel has this stream key (wrong or rotated).")
+        seen_client = channel.live_client_id
+        if channel.state == ChannelState.live:
+            if await store.session_reporting(channel.id):
+                raise ChannelAlreadyLive(f"Channel {channel.id} is already live.")
+            log.warning("rtmp_stale_session_taken_over", channel_id=channel.id)
+        now = datetime.now(UTC)
+        updated = await repository.conditional_update(
+            session,
+            channel.id,
+            where=[
+                Channel.stream_key_hash == key_hash,
+                Channel.state == channel.state,
+                Channel.live_client_id.is_not_distinct_from(seen_client),
+            ],
+            values={
+                "state": ChannelState.live,
+                "live_since": now,
+                "live_key_hash": key_hash,
+                "live_client_id": client_id,
+            },
+        )
+        if updated is None:  # a concurrent publish or rotation won
+            raise ChannelAlreadyLive(f"Channel {channel.id} changed while publishing; retry.")
+        await session.commit()
+    await store.start_session(updated.id, ttl_s=_session_ttl_s(state))
+    log.info("rtmp_publish", channel_id=updated.id, addr=addr, client_id=client_id)
+    return updated
+
+
+async def on_update(state: AppState, *, stream_key: str, client_id: str) -> None:
+    """Keep a live session alive, or refuse it (nginx then drops the publisher) when the key
+    was rotated or the session is no longer the channel's."""
+    key_hash = hash_key(stream_key)
+    async with state.sessionmaker() as session:
+        channel = await repository.live_session(session, key_hash=key_hash, client_id=client_id)
+    if channel is None or channel.stream_key_hash != key_hash:
+        raise StreamSessionEnded("The stream key was rotated or the session ended.")
+    await store_of(state).refresh_session(channel.id, ttl_s=_session_ttl_s(state))
+
+
+async def on_publish_done(state: AppState, *, stream_key: str, client_id: str) -> Channel | None:
+    """The publisher stopped: its channel goes OFF (if this was the channel's live session).
+
+    nginx removes the stream's HLS files itself (`exec_publish_done` in the config), since the
+    API need not share nginx's filesystem."""
+    key_hash = hash_key(stream_key)
+    async with state.sessionmaker() as session:
+        channel = await repository.live_session(session, key_hash=key_hash, client_id=client_id)
+        if channel is None:
+            return None
+        ended = await repository.conditional_update(
+            session,
+            channel.id,
+            where=[Channel.live_key_hash == key_hash, Channel.live_client_id == client_id],
+            values={
+                "state": ChannelState.off,
+                "live_since": None,
+                "last_live_at": datetime.now(UTC),
+                "live_key_hash": None,
+                "live_client_id": None,
+            },
+        )
+        await session.commit()
+    if ended is not None:
+        await store_of(state).end_session(ended.id)
+        log.info("rtmp_publish_done", channel_id=ended.id, client_id=client_id)
+    return ended
+
+
+async def announce_live(state: AppState, *, channel: Channel) -> None:
+    """Post the "LIVE now" event to the artist's chat room."""
+    from app.chat import service as chat_service  # type: ignore[import-not-found, unused-ignore]
+
+    await chat_service.post_system_event(
+        state,
+        room=f"artist.{channel.artist_id}",
+        event="live_now",
+        data={
+            "channel_id": channel.id,
+            "title": channel.title,
+            "playback_url": playback_url(state, channel),
+        },
+    )
+
+
+async def announce_live_best_effort(state: AppState, *, channel: Channel) -> None:
+    """`announce_live`, bounded in time; a chat failure never undoes or delays a broadcast."""
+    try:
+        async with asyncio.timeout(state.settings.streaming_announce_timeout_s):
+            await announce_live(state, channel=channel)
+    except Exception:
+        log.warning("live_announce_failed", channel_id=channel.id, exc_info=True)
