@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from app.streaming.ingest import Ingest
+from tests.conftest import LiveServer
 from tests.streaming.conftest import (
     UPDATE_INTERVAL_S,
     StreamingEnv,
@@ -26,8 +27,8 @@ async def test_broadcast_goes_live_serves_hls_and_ends_off(
     api: httpx.AsyncClient,
     ingest: Ingest,
     streaming_env: StreamingEnv,
+    streaming_api: LiveServer,
     admin_headers: dict[str, str],
-    fan_headers: dict[str, str],
 ) -> None:
     channel = await new_channel(api, admin_headers)
     channel_id, key = channel["id"], channel["stream_key"]
@@ -63,7 +64,7 @@ async def test_broadcast_goes_live_serves_hls_and_ends_off(
         assert r.content[0] == 0x47  # MPEG-TS sync byte
 
         # The key never names a file: the stream was renamed to the channel's public name.
-        assert [p.name for p in streaming_env.hls_dir.iterdir()] == [f"ch-{channel_id}"]
+        assert (streaming_env.hls_dir / f"ch-{channel_id}" / "index.m3u8").is_file()
         assert not any(key in str(p) for p in streaming_env.hls_dir.rglob("*"))
 
         # A second encoder with the same key is refused while the first one is on air.
@@ -82,11 +83,13 @@ async def test_broadcast_goes_live_serves_hls_and_ends_off(
         assert ended["last_live_at"] > seen["live_since"]
 
         async def cleaned_up() -> bool:
-            return (await hls.get(playlist)).status_code == 404 and not any(
-                streaming_env.hls_dir.iterdir()
-            )
+            gone = not (streaming_env.hls_dir / f"ch-{channel_id}").exists()
+            return gone and (await hls.get(playlist)).status_code == 404
 
         await eventually(cleaned_up, timeout=5)
+    # Neither nginx's logs nor the API's carry the key.
+    logs = [ingest.error_log(), (ingest.config.run_dir / "access.log").read_text()]
+    assert not any(key in log for log in [*logs, streaming_api.log_path.read_text()])
     r = await api.get("/channels", params={"live": "true", "artist_id": channel["artist_id"]})
     assert r.json()["items"] == []
 
