@@ -25,8 +25,8 @@ class Channel(TimestampMixin, Base):
         CheckConstraint("state IN ('off', 'live')", name="state"),
         # A live session carries its start, the key it published with and nginx's client id.
         CheckConstraint(
-            "(state = 'live') = (live_since IS NOT NULL AND live_key_hash IS NOT NULL"
-            " AND live_client_id IS NOT NULL)",
+            "(state = 'live') = (live_since IS NOT NULL AND live_seen_at IS NOT NULL"
+            " AND live_key_hash IS NOT NULL AND live_client_id IS NOT NULL)",
             name="live_session",
         ),
         Index("ix_channel_live", "state", "id"),
@@ -41,8 +41,10 @@ class Channel(TimestampMixin, Base):
     stream_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     stream_key_hint: Mapped[str] = mapped_column(String(4))
     stream_key_rotated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # The live session: which key it was admitted with (it may be rotated meanwhile) and the
-    # nginx-rtmp client id, so a late publish_done of another session cannot end this one.
+    # The live session: which key it was admitted with (it may be rotated meanwhile), the
+    # nginx-rtmp client id (so a late publish_done of another session cannot end this one) and
+    # when nginx last reported it (publish or update): silent for too long means nginx died.
+    live_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     live_key_hash: Mapped[str | None] = mapped_column(String(64))
     live_client_id: Mapped[str | None] = mapped_column(String(32))
 

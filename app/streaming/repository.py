@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.streaming.models import Channel, ChannelState
@@ -31,6 +32,26 @@ async def live_session(session: AsyncSession, *, key_hash: str, client_id: str) 
         )
     )
     return channel
+
+
+async def touch_session(
+    session: AsyncSession, *, key_hash: str, client_id: str, seen_at: datetime
+) -> int | None:
+    """Record that nginx still reports this live session, unless its key was rotated meanwhile;
+    the channel id, or None."""
+    stmt = (
+        update(Channel)
+        .where(
+            Channel.state == ChannelState.live,
+            Channel.live_key_hash == key_hash,
+            Channel.live_client_id == client_id,
+            Channel.stream_key_hash == key_hash,
+        )
+        .values(live_seen_at=seen_at)
+        .returning(Channel.id)
+    )
+    channel_id: int | None = await session.scalar(stmt)
+    return channel_id
 
 
 async def page(
@@ -65,3 +86,12 @@ async def conditional_update(
     )
     channel: Channel | None = await session.scalar(stmt)
     return channel
+
+
+async def delete_if_off(session: AsyncSession, channel_id: int) -> bool:
+    stmt = (
+        delete(Channel)
+        .where(Channel.id == channel_id, Channel.state == ChannelState.off)
+        .returning(Channel.id)
+    )
+    return (await session.scalar(stmt)) is not None

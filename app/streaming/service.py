@@ -3,8 +3,9 @@
 A publish is admitted by `on_publish` (the key's hash picks the channel; 3xx renames the stream
 to the channel's public name, so neither HLS paths nor playback URLs contain the key), kept
 alive by `on_update` (refused once the key is rotated, which makes nginx drop the publisher)
-and ended by `on_publish_done`. PostgreSQL holds the state; Redis only the session liveness and
-the viewers (see store.py).
+and ended by `on_publish_done` - or, if nginx died, by the first read or publish that finds the
+session silent for `STALE_AFTER_UPDATES` update intervals. PostgreSQL holds the state; Redis
+only the viewers (see store.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import asyncio
 import hashlib
 import hmac
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -70,6 +72,10 @@ def _session_ttl_s(state: AppState) -> int:
     return state.settings.streaming_update_interval_s * STALE_AFTER_UPDATES
 
 
+def _stale_before(state: AppState) -> datetime:
+    return datetime.now(UTC) - timedelta(seconds=_session_ttl_s(state))
+
+
 def _window_ms(state: AppState) -> int:
     return state.settings.streaming_viewer_window_s * 1000
 
@@ -102,12 +108,58 @@ async def _viewers(state: AppState, channels: list[Channel]) -> dict[int, int]:
     return await store_of(state).viewer_counts(live, window_ms=_window_ms(state))
 
 
-async def _get(state: AppState, channel_id: int) -> Channel:
+async def _end_session(
+    state: AppState, *, channel_id: int, where: list[Any], reason: str
+) -> Channel | None:
+    """Set a live channel OFF if `where` still holds; the ended channel, or None."""
+    async with state.sessionmaker() as session:
+        ended = await repository.conditional_update(
+            session,
+            channel_id,
+            where=[Channel.state == ChannelState.live, *where],
+            values={
+                "state": ChannelState.off,
+                "live_since": None,
+                "live_seen_at": None,
+                "last_live_at": datetime.now(UTC),
+                "live_key_hash": None,
+                "live_client_id": None,
+            },
+        )
+        await session.commit()
+    if ended is not None:
+        await store_of(state).end_session(ended.id)
+        log.info("stream_ended", channel_id=ended.id, reason=reason)
+    return ended
+
+
+async def _expire_stale(state: AppState, channels: list[Channel]) -> list[Channel]:
+    """Lazy expiry: a live session nginx stopped reporting (it died) ends on the next read."""
+    stale_before = _stale_before(state)
+    out = []
+    for channel in channels:
+        seen = channel.live_seen_at
+        if channel.state == ChannelState.live and seen is not None and seen < stale_before:
+            ended = await _end_session(
+                state,
+                channel_id=channel.id,
+                where=[
+                    Channel.live_client_id == channel.live_client_id,
+                    Channel.live_seen_at == seen,
+                ],
+                reason="stale",
+            )
+            channel = ended or await _get(state, channel.id, expire=False)
+        out.append(channel)
+    return out
+
+
+async def _get(state: AppState, channel_id: int, *, expire: bool = True) -> Channel:
     async with state.sessionmaker() as session:
         channel = await repository.get(session, channel_id)
     if channel is None:
         raise ChannelNotFound(f"No channel with id {channel_id}.")
-    return channel
+    return (await _expire_stale(state, [channel]))[0] if expire else channel
 
 
 async def _check_artist(state: AppState, artist_id: int) -> None:
@@ -132,7 +184,9 @@ async def list_channels(
             session, live=live, artist_id=artist_id, after_id=after_id, limit=limit
         )
     next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
-    rows = rows[:limit]
+    rows = await _expire_stale(state, rows[:limit])
+    if live is not None:  # a session that just expired no longer matches `live=true`
+        rows = [c for c in rows if (c.state == ChannelState.live) == live]
     viewers = await _viewers(state, rows)
     items = [
         ChannelRead.model_validate(_public_fields(state, c, viewers.get(c.id, 0))) for c in rows
@@ -191,14 +245,15 @@ async def update_channel(
 
 async def delete_channel(state: AppState, *, channel_id: int) -> None:
     """Delete an OFF channel. A live one is refused: rotate its key to cut the broadcast."""
-    async with state.sessionmaker() as session:
-        channel = await repository.get(session, channel_id)
-        if channel is None:
-            raise ChannelNotFound(f"No channel with id {channel_id}.")
-        if channel.state == ChannelState.live:
-            raise ChannelLive("End the broadcast first (rotating the key cuts it).")
-        await session.delete(channel)
-        await session.commit()
+    channel = await _get(state, channel_id)  # ends a stale session first
+    if channel.state == ChannelState.off:
+        async with state.sessionmaker() as session:
+            deleted = await repository.delete_if_off(session, channel_id)
+            await session.commit()
+        if deleted:
+            return
+        await _get(state, channel_id)  # gone meanwhile: 404
+    raise ChannelLive("End the broadcast first (rotating the key cuts it).")
 
 
 async def rotate_stream_key(state: AppState, *, channel_id: int) -> ChannelWithKey:
@@ -245,18 +300,17 @@ def check_callback_secret(state: AppState, *, secret: str | None) -> None:
 async def on_publish(state: AppState, *, stream_key: str, client_id: str, addr: str) -> Channel:
     """Admit a publisher whose stream key is a channel's current key: the channel goes LIVE.
 
-    A channel already live refuses a second publisher while its session still reports; a
+    A channel already live refuses a second publisher while nginx reports its session; a
     session silent for `STALE_AFTER_UPDATES` update intervals (nginx died) is taken over."""
     key_hash = hash_key(stream_key)
-    store = store_of(state)
     async with state.sessionmaker() as session:
         channel = await repository.by_key_hash(session, key_hash)
         if channel is None:
             log.info("rtmp_publish_refused", reason="unknown-key", addr=addr)
             raise StreamKeyInvalid("No channel has this stream key (wrong or rotated).")
-        seen_client = channel.live_client_id
         if channel.state == ChannelState.live:
-            if await store.session_reporting(channel.id):
+            seen = channel.live_seen_at
+            if seen is not None and seen >= _stale_before(state):
                 raise ChannelAlreadyLive(f"Channel {channel.id} is already live.")
             log.warning("rtmp_stale_session_taken_over", channel_id=channel.id)
         now = datetime.now(UTC)
@@ -266,11 +320,12 @@ async def on_publish(state: AppState, *, stream_key: str, client_id: str, addr: 
             where=[
                 Channel.stream_key_hash == key_hash,
                 Channel.state == channel.state,
-                Channel.live_client_id.is_not_distinct_from(seen_client),
+                Channel.live_client_id.is_not_distinct_from(channel.live_client_id),
             ],
             values={
                 "state": ChannelState.live,
                 "live_since": now,
+                "live_seen_at": now,
                 "live_key_hash": key_hash,
                 "live_client_id": client_id,
             },
@@ -278,20 +333,22 @@ async def on_publish(state: AppState, *, stream_key: str, client_id: str, addr: 
         if updated is None:  # a concurrent publish or rotation won
             raise ChannelAlreadyLive(f"Channel {channel.id} changed while publishing; retry.")
         await session.commit()
-    await store.start_session(updated.id, ttl_s=_session_ttl_s(state))
+    await store_of(state).start_session(updated.id, ttl_s=_session_ttl_s(state))
     log.info("rtmp_publish", channel_id=updated.id, addr=addr, client_id=client_id)
     return updated
 
 
 async def on_update(state: AppState, *, stream_key: str, client_id: str) -> None:
-    """Keep a live session alive, or refuse it (nginx then drops the publisher) when the key
-    was rotated or the session is no longer the channel's."""
-    key_hash = hash_key(stream_key)
+    """Record that a live session still runs, or refuse it (nginx then drops the publisher)
+    when the key was rotated or the session is no longer the channel's."""
     async with state.sessionmaker() as session:
-        channel = await repository.live_session(session, key_hash=key_hash, client_id=client_id)
-    if channel is None or channel.stream_key_hash != key_hash:
+        channel_id = await repository.touch_session(
+            session, key_hash=hash_key(stream_key), client_id=client_id, seen_at=datetime.now(UTC)
+        )
+        await session.commit()
+    if channel_id is None:
         raise StreamSessionEnded("The stream key was rotated or the session ended.")
-    await store_of(state).refresh_session(channel.id, ttl_s=_session_ttl_s(state))
+    await store_of(state).refresh_session(channel_id, ttl_s=_session_ttl_s(state))
 
 
 async def on_publish_done(state: AppState, *, stream_key: str, client_id: str) -> Channel | None:
@@ -302,25 +359,14 @@ async def on_publish_done(state: AppState, *, stream_key: str, client_id: str) -
     key_hash = hash_key(stream_key)
     async with state.sessionmaker() as session:
         channel = await repository.live_session(session, key_hash=key_hash, client_id=client_id)
-        if channel is None:
-            return None
-        ended = await repository.conditional_update(
-            session,
-            channel.id,
-            where=[Channel.live_key_hash == key_hash, Channel.live_client_id == client_id],
-            values={
-                "state": ChannelState.off,
-                "live_since": None,
-                "last_live_at": datetime.now(UTC),
-                "live_key_hash": None,
-                "live_client_id": None,
-            },
-        )
-        await session.commit()
-    if ended is not None:
-        await store_of(state).end_session(ended.id)
-        log.info("rtmp_publish_done", channel_id=ended.id, client_id=client_id)
-    return ended
+    if channel is None:
+        return None
+    return await _end_session(
+        state,
+        channel_id=channel.id,
+        where=[Channel.live_key_hash == key_hash, Channel.live_client_id == client_id],
+        reason="publish_done",
+    )
 
 
 async def announce_live(state: AppState, *, channel: Channel) -> None:

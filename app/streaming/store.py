@@ -1,7 +1,8 @@
-"""Redis side of streaming: which live sessions still report, and who is watching.
+"""Redis side of streaming: who is watching, and a "live" marker so heartbeats stay off
+PostgreSQL.
 
-Lossy by design: losing Redis resets viewer counts to 0 until the next heartbeats, and makes
-live sessions look stale until nginx's next update (a second publisher could then take over).
+Lossy by design: losing Redis resets viewer counts to 0 and refuses heartbeats until nginx's
+next update of the session sets the marker again (one update interval).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from redis.asyncio import Redis
 
 from app.core.redis import Keys
 
-# Heartbeat: count the viewer only while the channel's live session still reports.
+# Heartbeat: count the viewer only while the channel is marked live.
 _HEARTBEAT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local now = redis.call('TIME')
@@ -38,8 +39,8 @@ class StreamingStore:
         self._count = redis.register_script(_COUNT)
 
     # `{channel:<id>}` hash tag: both keys of a channel live in one Redis Cluster slot.
-    def _alive(self, channel_id: int) -> str:
-        return self._keys(f"{{channel:{channel_id}}}", "alive")
+    def _live(self, channel_id: int) -> str:
+        return self._keys(f"{{channel:{channel_id}}}", "live")
 
     def _viewers(self, channel_id: int) -> str:
         return self._keys(f"{{channel:{channel_id}}}", "viewers")
@@ -47,23 +48,20 @@ class StreamingStore:
     async def start_session(self, channel_id: int, *, ttl_s: int) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._viewers(channel_id))
-            pipe.set(self._alive(channel_id), 1, ex=ttl_s)
+            pipe.set(self._live(channel_id), 1, ex=ttl_s)
             await pipe.execute()
 
-    async def session_reporting(self, channel_id: int) -> bool:
-        return bool(await self._redis.exists(self._alive(channel_id)))
-
     async def refresh_session(self, channel_id: int, *, ttl_s: int) -> None:
-        await self._redis.set(self._alive(channel_id), 1, ex=ttl_s)
+        await self._redis.set(self._live(channel_id), 1, ex=ttl_s)
 
     async def end_session(self, channel_id: int) -> None:
-        await self._redis.delete(self._alive(channel_id), self._viewers(channel_id))
+        await self._redis.delete(self._live(channel_id), self._viewers(channel_id))
 
     async def heartbeat(self, channel_id: int, *, viewer: str, window_ms: int) -> int | None:
         """Count `viewer` as watching; the viewer count, or None if the channel is not live."""
         count = int(
             await self._heartbeat(
-                keys=[self._alive(channel_id), self._viewers(channel_id)], args=[viewer, window_ms]
+                keys=[self._live(channel_id), self._viewers(channel_id)], args=[viewer, window_ms]
             )
         )
         return None if count < 0 else count

@@ -111,10 +111,10 @@ async def test_a_second_publisher_waits_until_the_live_session_goes_silent(
     assert (
         await callback(api, "on_publish", nginx_form(key, "1"), secret=secret)
     ).status_code == 302
-    update = nginx_form(key, "1", "update_publish", time="1", timestamp="1000")
+    first = nginx_form(key, "1", "update_publish", time="1", timestamp="1000")
     # While nginx keeps updating the first session, a second publisher is refused.
-    for _ in range(4):
-        assert (await callback(api, "on_update", update, secret=secret)).status_code == 204
+    for _ in range(2):
+        assert (await callback(api, "on_update", first, secret=secret)).status_code == 204
         r = await callback(api, "on_publish", nginx_form(key, "2"), secret=secret)
         problem(r, 409, "channel-already-live")
         await asyncio.sleep(UPDATE_INTERVAL_S)
@@ -124,12 +124,20 @@ async def test_a_second_publisher_waits_until_the_live_session_goes_silent(
     assert (
         await callback(api, "on_publish", nginx_form(key, "2"), secret=secret)
     ).status_code == 302
-    problem(await callback(api, "on_update", update, secret=secret), 403, "stream-session-ended")
+    problem(await callback(api, "on_update", first, secret=secret), 403, "stream-session-ended")
     # A late publish_done of the dead session does not end the new one.
     await callback(api, "on_publish_done", nginx_form(key, "1", "publish_done"), secret=secret)
-    assert (await channel_state(api, channel["id"]))["state"] == "live"
-    await callback(api, "on_publish_done", nginx_form(key, "2", "publish_done"), secret=secret)
-    assert (await channel_state(api, channel["id"]))["state"] == "off"
+    live = await channel_state(api, channel["id"])
+    assert live["state"] == "live"
+
+    # The second session goes silent too, and nobody publishes: the next read ends it.
+    await asyncio.sleep(3 * UPDATE_INTERVAL_S + 0.5)
+    ended = await channel_state(api, channel["id"])
+    assert ended["state"] == "off"
+    assert ended["live_since"] is None
+    assert ended["last_live_at"] > live["live_since"]
+    second = nginx_form(key, "2", "update_publish", time="5", timestamp="5000")
+    problem(await callback(api, "on_update", second, secret=secret), 403, "stream-session-ended")
 
 
 async def test_updates_of_other_calls_are_accepted(

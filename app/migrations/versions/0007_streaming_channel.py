@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("stream_key_hash", sa.String(length=64), nullable=False),
         sa.Column("stream_key_hint", sa.String(length=4), nullable=False),
         sa.Column("stream_key_rotated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("live_seen_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("live_key_hash", sa.String(length=64), nullable=True),
         sa.Column("live_client_id", sa.String(length=32), nullable=True),
         sa.Column(
@@ -45,8 +46,8 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("state IN ('off', 'live')", name=op.f("ck_channel_state")),
         sa.CheckConstraint(
-            "(state = 'live') = (live_since IS NOT NULL AND live_key_hash IS NOT NULL"
-            " AND live_client_id IS NOT NULL)",
+            "(state = 'live') = (live_since IS NOT NULL AND live_seen_at IS NOT NULL"
+            " AND live_key_hash IS NOT NULL AND live_client_id IS NOT NULL)",
             name=op.f("ck_channel_live_session"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_channel")),
