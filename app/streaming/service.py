@@ -149,17 +149,23 @@ async def _expire_stale(state: AppState, channels: list[Channel]) -> list[Channe
                 ],
                 reason="stale",
             )
-            channel = ended or await _get(state, channel.id, expire=False)
+            if ended is None:  # nginx reported (or the channel changed) meanwhile
+                async with state.sessionmaker() as session:
+                    ended = await repository.get(session, channel.id)
+            if ended is None:
+                continue
+            channel = ended
         out.append(channel)
     return out
 
 
-async def _get(state: AppState, channel_id: int, *, expire: bool = True) -> Channel:
+async def _get(state: AppState, channel_id: int) -> Channel:
     async with state.sessionmaker() as session:
         channel = await repository.get(session, channel_id)
-    if channel is None:
+    expired = await _expire_stale(state, [channel] if channel else [])
+    if not expired:
         raise ChannelNotFound(f"No channel with id {channel_id}.")
-    return (await _expire_stale(state, [channel]))[0] if expire else channel
+    return expired[0]
 
 
 async def _check_artist(state: AppState, artist_id: int) -> None:
@@ -169,7 +175,7 @@ async def _check_artist(state: AppState, artist_id: int) -> None:
 
 def _cursor_id(cursor: str) -> int:
     value = decode_cursor(cursor, 1)[0]
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
         raise InvalidCursor("The cursor is not one this API issued.")
     return value
 

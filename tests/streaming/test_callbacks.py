@@ -147,3 +147,28 @@ async def test_updates_of_other_calls_are_accepted(
     form = {"flashver": "ngx-local-relay", "clientid": "3", "call": "update_play", "time": "2"}
     r = await callback(api, "on_update", form, secret=streaming_env.secret)
     assert r.status_code == 204
+
+
+async def test_concurrent_publishes_of_one_key_admit_exactly_one(
+    api: httpx.AsyncClient, streaming_env: StreamingEnv, admin_headers: dict[str, str]
+) -> None:
+    channel = await new_channel(api, admin_headers)
+    key, secret = channel["stream_key"], streaming_env.secret
+    # Spread over the API's two worker processes, all at once.
+    answers = await asyncio.gather(
+        *(
+            callback(api, "on_publish", nginx_form(key, str(100 + i)), secret=secret)
+            for i in range(12)
+        )
+    )
+    statuses = [r.status_code for r in answers]
+    assert statuses.count(302) == 1, statuses
+    assert statuses.count(409) == 11, statuses
+    winner = str(100 + statuses.index(302))
+    for loser in {str(100 + i) for i in range(12)} - {winner}:
+        await callback(
+            api, "on_publish_done", nginx_form(key, loser, "publish_done"), secret=secret
+        )
+    assert (await channel_state(api, channel["id"]))["state"] == "live"
+    await callback(api, "on_publish_done", nginx_form(key, winner, "publish_done"), secret=secret)
+    assert (await channel_state(api, channel["id"]))["state"] == "off"
