@@ -32,6 +32,7 @@ from app.streaming.errors import (
     StreamKeyInvalid,
     StreamSessionEnded,
 )
+from app.streaming.metrics import HEARTBEATS, PUBLISHES, SESSIONS_ENDED, UPDATES
 from app.streaming.models import Channel, ChannelState
 from app.streaming.schemas import (
     ChannelAdminRead,
@@ -129,6 +130,7 @@ async def _end_session(
         await session.commit()
     if ended is not None:
         await store_of(state).end_session(ended.id)
+        SESSIONS_ENDED.labels(reason).inc()
         log.info("stream_ended", channel_id=ended.id, reason=reason)
     return ended
 
@@ -289,8 +291,10 @@ async def heartbeat(state: AppState, *, channel_id: int, user_id: int) -> int:
         channel_id, viewer=str(user_id), window_ms=_window_ms(state)
     )
     if count is None:
+        HEARTBEATS.labels("not_live").inc()
         await _get(state, channel_id)  # 404 for a channel that does not exist
         raise ChannelNotLive("Viewers are counted while the channel is live.")
+    HEARTBEATS.labels("counted").inc()
     return count
 
 
@@ -312,11 +316,15 @@ async def on_publish(state: AppState, *, stream_key: str, client_id: str, addr: 
     async with state.sessionmaker() as session:
         channel = await repository.by_key_hash(session, key_hash)
         if channel is None:
+            PUBLISHES.labels("unknown_key").inc()
             log.info("rtmp_publish_refused", reason="unknown-key", addr=addr)
             raise StreamKeyInvalid("No channel has this stream key (wrong or rotated).")
-        if channel.state == ChannelState.live:
+        # Read before the update: the RETURNING refreshes this same object.
+        taking_over = channel.state == ChannelState.live
+        if taking_over:
             seen = channel.live_seen_at
             if seen is not None and seen >= _stale_before(state):
+                PUBLISHES.labels("already_live").inc()
                 raise ChannelAlreadyLive(f"Channel {channel.id} is already live.")
             log.warning("rtmp_stale_session_taken_over", channel_id=channel.id)
         now = datetime.now(UTC)
@@ -337,9 +345,11 @@ async def on_publish(state: AppState, *, stream_key: str, client_id: str, addr: 
             },
         )
         if updated is None:  # a concurrent publish or rotation won
+            PUBLISHES.labels("already_live").inc()
             raise ChannelAlreadyLive(f"Channel {channel.id} changed while publishing; retry.")
         await session.commit()
     await store_of(state).start_session(updated.id, ttl_s=_session_ttl_s(state))
+    PUBLISHES.labels("takeover" if taking_over else "live").inc()
     log.info("rtmp_publish", channel_id=updated.id, addr=addr, client_id=client_id)
     return updated
 
@@ -353,7 +363,9 @@ async def on_update(state: AppState, *, stream_key: str, client_id: str) -> None
         )
         await session.commit()
     if channel_id is None:
+        UPDATES.labels("refused").inc()
         raise StreamSessionEnded("The stream key was rotated or the session ended.")
+    UPDATES.labels("alive").inc()
     await store_of(state).refresh_session(channel_id, ttl_s=_session_ttl_s(state))
 
 

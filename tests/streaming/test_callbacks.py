@@ -45,6 +45,16 @@ async def callback(
     )
 
 
+async def metric(api: httpx.AsyncClient, name: str, **labels: str) -> float:
+    """A counter's value summed over the API's worker processes (0 before its first use)."""
+    text = (await api.get("/metrics")).text
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def problem(r: httpx.Response, status: int, slug: str) -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/problem+json"
@@ -75,6 +85,8 @@ async def test_publish_renames_to_the_public_name_and_refuses_bad_keys(
 ) -> None:
     channel = await new_channel(api, admin_headers)
     key, secret = channel["stream_key"], streaming_env.secret
+    publishes = "tr_streaming_publishes_total"
+    before = [await metric(api, publishes, result=r) for r in ("unknown_key", "live")]
     problem(
         await callback(api, "on_publish", nginx_form(key[:-1], "7"), secret=secret),
         403,
@@ -93,6 +105,8 @@ async def test_publish_renames_to_the_public_name_and_refuses_bad_keys(
     assert key not in r.text
     live = await channel_state(api, channel["id"])
     assert live["state"] == "live"
+    after = [await metric(api, publishes, result=r) for r in ("unknown_key", "live")]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1]
     # The session is client 7 (not the spoofed 99): only its publish_done ends it.
     await callback(api, "on_publish_done", nginx_form(key, "99", "publish_done"), secret=secret)
     assert (await channel_state(api, channel["id"]))["state"] == "live"
