@@ -6,7 +6,7 @@ from prometheus_client import Counter
 
 PUBLISHES = Counter(
     "tr_streaming_publishes_total",
-    "on_publish answers by result (live, takeover, unknown_key, already_live).",
+    "on_publish answers by result (live, takeover, unknown_key, already_live, relay_refused).",
     ["result"],
 )
 SESSIONS_ENDED = Counter(

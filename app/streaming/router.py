@@ -147,6 +147,15 @@ async def on_publish(
     return Response(status_code=status.HTTP_302_FOUND, headers={"Location": channel.public_name})
 
 
+@rtmp_router.post("/on_relay_publish")
+async def on_relay_publish(request: Request, state: State, secret: str | None = None) -> Response:
+    """on_publish of nginx's `hls` application, which the ingest pushes renamed streams to."""
+    form = await _callback(request, state, secret)
+    (name,) = _required(form, "name")
+    await service.on_relay_publish(state, public_name=name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @rtmp_router.post("/on_update")
 async def on_update(request: Request, state: State, secret: str | None = None) -> Response:
     """Periodic for every session; a non-2xx for a publisher makes nginx drop it."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -352,6 +353,17 @@ async def on_publish(state: AppState, *, stream_key: str, client_id: str, addr: 
     PUBLISHES.labels("takeover" if taking_over else "live").inc()
     log.info("rtmp_publish", channel_id=updated.id, addr=addr, client_id=client_id)
     return updated
+
+
+async def on_relay_publish(state: AppState, *, public_name: str) -> None:
+    """Admit the push from nginx's ingest application into its HLS application: only the
+    public name of a live channel (anything else published there directly is refused)."""
+    match = re.fullmatch(r"ch-([1-9][0-9]{0,17})", public_name)
+    async with state.sessionmaker() as session:
+        channel = await repository.get(session, int(match.group(1))) if match else None
+    if channel is None or channel.state != ChannelState.live:
+        PUBLISHES.labels("relay_refused").inc()
+        raise StreamSessionEnded("Only a live channel's stream is published for HLS.")
 
 
 async def on_update(state: AppState, *, stream_key: str, client_id: str) -> None:

@@ -173,8 +173,11 @@ async def channel_state(api: httpx.AsyncClient, channel_id: int) -> dict[str, An
     return dict(r.json())
 
 
-def publish(ingest: Ingest, key: str, *, seconds: float) -> subprocess.Popen[bytes]:
-    """ffmpeg publishing a test pattern in real time (1 s GOP, so 1 s HLS fragments)."""
+def publish(
+    ingest: Ingest, key: str, *, seconds: float, url: str | None = None
+) -> subprocess.Popen[bytes]:
+    """ffmpeg publishing a test pattern in real time (1 s GOP, so 1 s HLS fragments) to
+    `<url>/<key>` (the ingest application by default)."""
     return subprocess.Popen(
         [
             "ffmpeg",
@@ -201,7 +204,7 @@ def publish(ingest: Ingest, key: str, *, seconds: float) -> subprocess.Popen[byt
             "yuv420p",
             "-f",
             "flv",
-            f"{ingest.config.rtmp_url}/{key}",
+            f"{url or ingest.config.rtmp_url}/{key}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

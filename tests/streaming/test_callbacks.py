@@ -186,3 +186,26 @@ async def test_concurrent_publishes_of_one_key_admit_exactly_one(
     assert (await channel_state(api, channel["id"]))["state"] == "live"
     await callback(api, "on_publish_done", nginx_form(key, winner, "publish_done"), secret=secret)
     assert (await channel_state(api, channel["id"]))["state"] == "off"
+
+
+async def test_the_hls_application_takes_only_live_channels(
+    api: httpx.AsyncClient, streaming_env: StreamingEnv, admin_headers: dict[str, str]
+) -> None:
+    channel = await new_channel(api, admin_headers)
+    key, secret = channel["stream_key"], streaming_env.secret
+    relay = {"app": "hls", "addr": "127.0.0.1", "clientid": "9", "call": "publish"}
+    name = f"ch-{channel['id']}"
+    problem(
+        await callback(api, "on_relay_publish", relay | {"name": name}, secret=None),
+        403,
+        "rtmp-callback-forbidden",
+    )
+    for refused in (name, key, "ch-0", "ch-99999999999999999999", "ch-1x"):
+        r = await callback(api, "on_relay_publish", relay | {"name": refused}, secret=secret)
+        problem(r, 403, "stream-session-ended")
+    await callback(api, "on_publish", nginx_form(key, "8"), secret=secret)
+    r = await callback(api, "on_relay_publish", relay | {"name": name}, secret=secret)
+    assert r.status_code == 204, r.text
+    await callback(api, "on_publish_done", nginx_form(key, "8", "publish_done"), secret=secret)
+    r = await callback(api, "on_relay_publish", relay | {"name": name}, secret=secret)
+    problem(r, 403, "stream-session-ended")

@@ -113,6 +113,22 @@ async def test_wrong_and_rotated_away_keys_are_refused(
     assert not (streaming_env.hls_dir / f"ch-{channel['id']}").exists()
 
 
+async def test_publishing_straight_into_the_hls_application_is_refused(
+    api: httpx.AsyncClient,
+    ingest: Ingest,
+    streaming_env: StreamingEnv,
+    admin_headers: dict[str, str],
+) -> None:
+    # From 127.0.0.1, so nginx's `allow publish` lets it through to the API's check.
+    channel = await new_channel(api, admin_headers)
+    hls_app = ingest.config.rtmp_url.rsplit("/", 1)[0] + "/hls"
+    for name in (f"ch-{channel['id']}", channel["stream_key"], "anything"):
+        publisher = publish(ingest, name, seconds=3, url=hls_app)
+        assert await wait_exit(publisher, timeout=10) != 0
+    assert not any(streaming_env.hls_dir.glob(f"ch-{channel['id']}*"))
+    assert (await channel_state(api, channel["id"]))["state"] == "off"
+
+
 async def test_rotating_the_key_cuts_the_broadcast_and_the_new_key_works(
     api: httpx.AsyncClient, ingest: Ingest, admin_headers: dict[str, str]
 ) -> None:
