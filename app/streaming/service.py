@@ -409,8 +409,10 @@ async def announce_live(state: AppState, *, channel: Channel) -> None:
         event="live_now",
         data={
             "channel_id": channel.id,
+            "artist_id": channel.artist_id,
             "title": channel.title,
             "playback_url": playback_url(state, channel),
+            "live_since": channel.live_since.isoformat() if channel.live_since else None,
         },
     )
 
