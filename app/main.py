@@ -29,6 +29,8 @@ from app.core.redis import Keys, create_redis
 from app.core.state import AppState
 from app.health import router as health_router
 from app.queue.router import router as queue_router
+from app.streaming.router import router as channel_router
+from app.streaming.router import rtmp_router
 
 
 def build_state(settings: Settings) -> AppState:
@@ -99,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         seat_router,
         booking_router,
         queue_router,
+        channel_router,
+        rtmp_router,
     ):
         app.include_router(router)
     return app

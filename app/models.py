@@ -9,6 +9,7 @@ from app.catalog.seat import models as seat_models
 from app.catalog.venue import models as venue_models
 from app.core.db import Base
 from app.queue import models as queue_models
+from app.streaming import models as streaming_models
 
 __all__ = [
     "Base",
@@ -19,5 +20,6 @@ __all__ = [
     "concert_models",
     "queue_models",
     "seat_models",
+    "streaming_models",
     "venue_models",
 ]

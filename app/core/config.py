@@ -146,6 +146,19 @@ class Settings(BaseSettings):
     admission_rate_increase: float = Field(default=0.05, gt=0, le=1)
     admission_rate_decrease: float = Field(default=0.7, gt=0, lt=1)
 
+    # Streaming (`app/streaming`): channels, nginx-rtmp callbacks under /rtmp/, HLS playback
+    # Shared with nginx-rtmp, which sends it as `?secret=` on every callback URL.
+    streaming_callback_secret: SecretStr = SecretStr("dev-only-rtmp-callback-secret-change-me")
+    # Players fetch `<base>/<channel public name>/index.m3u8` from the nginx serving HLS.
+    streaming_hls_base_url: str = "http://127.0.0.1:8080/hls"
+    # What encoders publish to ("Server" in OBS; the stream key goes after it).
+    streaming_ingest_url: str = "rtmp://127.0.0.1:1935/live"
+    # nginx-rtmp `notify_update_timeout`: a live session silent for 3 intervals is stale.
+    streaming_update_interval_s: int = Field(default=10, ge=1)
+    # A fan counts as a viewer while their player sent a heartbeat within this window.
+    streaming_viewer_window_s: int = Field(default=30, ge=3)
+    streaming_announce_timeout_s: float = Field(default=2.0, gt=0)
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -1,0 +1,1 @@
+"""Live streaming channels: stream keys, nginx-rtmp ingest callbacks, HLS playback, viewers."""
