@@ -88,6 +88,8 @@ class Settings(BaseSettings):
 
     run_dir: Path = PROJECT_ROOT / ".run"
     stack_booking_consumers: int = Field(default=2, ge=1)  # members `stack up --with-app` runs
+    stack_rtmp_port: int = Field(default=1935, ge=1)  # the local nginx-rtmp: RTMP ingest
+    stack_hls_port: int = Field(default=8080, ge=1)  # and HLS over HTTP
 
     # Strategy F `redis_claim` and the booking consumer (`python -m app.booking_consumer`)
     booking_produce_timeout_s: float = Field(default=5.0, gt=0)

@@ -486,13 +486,59 @@ async def _start_apps(
 # --- up / down / status -----------------------------------------------------------------------
 
 
-def _jwt_secret(paths: RunPaths) -> str:
-    # Generated once, so tokens stay valid across `down`/`up`.
-    if paths.jwt_secret.exists():
-        return paths.jwt_secret.read_text().strip()
+def _secret(path: Path) -> str:
+    # Generated once, so tokens (and nginx's callbacks) stay valid across `down`/`up`.
+    if path.exists():
+        return path.read_text().strip()
     secret = secrets.token_hex(32)
-    _write_private(paths.jwt_secret, secret + "\n")
+    _write_private(path, secret + "\n")
     return secret
+
+
+def _jwt_secret(paths: RunPaths) -> str:
+    return _secret(paths.jwt_secret)
+
+
+async def _start_ingest(
+    settings: Settings,
+    paths: RunPaths,
+    components: dict[str, Component],
+    env: dict[str, str],
+    console: Console,
+) -> None:
+    """nginx-rtmp (app/streaming/nginx) calling back into the API, when nginx is installed."""
+    from app.streaming.ingest import IngestConfig, IngestError, start_ingest
+
+    if _live_pid(components.get("nginx-rtmp"), "app"):
+        console.print("nginx-rtmp: already running")
+        return
+    config = IngestConfig(
+        run_dir=paths.root / "nginx-rtmp",
+        hls_dir=paths.root / "nginx-rtmp" / "hls",
+        rtmp_port=settings.stack_rtmp_port,
+        http_port=settings.stack_hls_port,
+        callback_url=f"http://127.0.0.1:{settings.api_port}/rtmp",
+        callback_secret=env["TR_STREAMING_CALLBACK_SECRET"],
+        update_interval_s=settings.streaming_update_interval_s,
+    )
+    try:
+        ingest = await asyncio.to_thread(start_ingest, config)
+    except IngestError as exc:
+        # Streaming is optional locally; the rest of the stack works without it.
+        console.print(Text(f"nginx-rtmp: not started ({str(exc).splitlines()[0]})", "yellow"))
+        return
+    components["nginx-rtmp"] = Component(
+        "nginx-rtmp",
+        "app",
+        f"127.0.0.1:{settings.stack_rtmp_port}",
+        env["TR_STREAMING_INGEST_URL"],
+        ingest.proc.pid,
+    )
+    _save_state(paths, components)
+    console.print(
+        f"nginx-rtmp: started, pid {ingest.proc.pid}, ingest {config.rtmp_port}, "
+        f"HLS {env['TR_STREAMING_HLS_BASE_URL']}"
+    )
 
 
 async def up(settings: Settings, *, with_app: bool, console: Console) -> dict[str, str]:
@@ -519,6 +565,9 @@ async def up(settings: Settings, *, with_app: bool, console: Console) -> dict[st
             "TR_PAYMENTS_PORT": str(settings.payments_port),
             "TR_PAYMENTS_URL": f"http://127.0.0.1:{settings.payments_port}",
             "TR_JWT_SECRET": _jwt_secret(paths),
+            "TR_STREAMING_CALLBACK_SECRET": _secret(paths.root / "rtmp_callback_secret"),
+            "TR_STREAMING_INGEST_URL": f"rtmp://127.0.0.1:{settings.stack_rtmp_port}/live",
+            "TR_STREAMING_HLS_BASE_URL": f"http://127.0.0.1:{settings.stack_hls_port}/hls",
         }
         stale = paths.env.exists() and load_stack_env(paths.root) != env
         _write_private(paths.env, "".join(f"{key}={value}\n" for key, value in env.items()))
@@ -535,6 +584,7 @@ async def up(settings: Settings, *, with_app: bool, console: Console) -> dict[st
         console.print(f"wrote {paths.env}")
         if with_app:
             await _start_apps(settings, paths, components, env, console)
+            await _start_ingest(settings, paths, components, env, console)
     return env
 
 
@@ -554,7 +604,7 @@ def app_processes(settings: Settings) -> dict[str, tuple[list[str], dict[str, st
 
 
 def _stop_order(components: dict[str, Component]) -> list[Component]:
-    order = [*reversed(APP_PROCESSES), *_BACKING_STOP_ORDER]
+    order = ["nginx-rtmp", *reversed(APP_PROCESSES), *_BACKING_STOP_ORDER]
     # Names no longer in the tables (e.g. a renamed app process) go first.
     return sorted(components.values(), key=lambda c: order.index(c.name) if c.name in order else -1)
 
