@@ -71,11 +71,16 @@ async def test_up_is_idempotent_and_down_stops_only_what_it_started(
             "TR_PAYMENTS_PORT",
             "TR_PAYMENTS_URL",
             "TR_JWT_SECRET",
+            "TR_STREAMING_CALLBACK_SECRET",
+            "TR_STREAMING_INGEST_URL",
+            "TR_STREAMING_HLS_BASE_URL",
         }
         assert stack_env["TR_DATABASE_URL"] == env["TR_DATABASE_URL"]
         assert stack_env["TR_REDIS_URL"] == env["TR_REDIS_URL"]
         assert stack_env["TR_API_PORT"] == "18999"
         assert re.fullmatch(r"[0-9a-f]{64}", stack_env["TR_JWT_SECRET"])
+        assert re.fullmatch(r"[0-9a-f]{64}", stack_env["TR_STREAMING_CALLBACK_SECRET"])
+        assert stack_env["TR_STREAMING_CALLBACK_SECRET"] != stack_env["TR_JWT_SECRET"]
         await wait_broker_ready(stack_env["TR_KAFKA_BOOTSTRAP"], timeout=5)
 
         conn = await asyncpg.connect(SHARED_PG)
