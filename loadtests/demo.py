@@ -241,6 +241,12 @@ def render_markdown(outcome: RushOutcome, failures: list[str]) -> str:
             for k, n, p50, p95, p99 in latency_table(outcome)
         ),
         "",
+        "Answers by request: "
+        + ", ".join(
+            f"{kind} {status}: {n:,}"
+            for (kind, status), n in sorted(outcome.recorder.statuses.items())
+        ),
+        "",
         "Client errors and retries: "
         + (", ".join(f"{k} {v}" for k, v in outcome.recorder.errors.most_common()) or "none"),
         "",

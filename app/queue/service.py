@@ -245,10 +245,13 @@ async def sale_stats(state: AppState, *, sale_id: int) -> SaleStats:
 # --- fans -------------------------------------------------------------------------------------
 
 
-def _poll_after(longest: float, shortest: float, grace_s: float, base: float) -> float:
+def _poll_after(
+    longest: float, shortest: float, grace_s: float, base: float, admission_s: float = math.inf
+) -> float:
     # Jittered so a crowd that joined together does not poll together; capped well inside the
-    # grace period so a fan who follows the advice never loses the place.
-    ceiling = max(shortest, min(longest, grace_s / 3))
+    # grace period so a fan who follows the advice never loses the place, and well inside the
+    # admission's lifetime so a fan admitted between two checks still has time to shop.
+    ceiling = max(shortest, min(longest, grace_s / 3, admission_s / 4))
     value = min(max(base, shortest), ceiling) * _jitter.uniform(0.8, 1.2)
     return round(min(max(value, shortest), ceiling), 1)
 
@@ -268,7 +271,9 @@ def build_status(
     def poll(base: float) -> float | None:
         if push:
             return None
-        return _poll_after(s.queue_poll_max_s, s.queue_poll_min_s, s.queue_grace_s, base)
+        return _poll_after(
+            s.queue_poll_max_s, s.queue_poll_min_s, s.queue_grace_s, base, s.admission_token_ttl_s
+        )
 
     if head.status == "closed":
         sold_out = head.reason == CloseReason.sold_out

@@ -325,6 +325,9 @@ def test_poll_advice_stays_inside_the_grace_period() -> None:
     for base in (0.0, 1.0, 25.0, 1e6, math.inf):
         advice = service._poll_after(30.0, 2.0, 12.0, base)
         assert 2.0 <= advice <= 4.0
+        # A fan admitted right after a check notices within a quarter of the admission's life.
+        short_admission = service._poll_after(60.0, 2.0, 600.0, base, admission_s=40.0)
+        assert 2.0 <= short_admission <= 10.0
 
 
 async def test_sold_out_closes_the_sale_and_tells_everyone(
