@@ -1,0 +1,204 @@
+"""The real operator (`kopf run` subprocess) against the Kubernetes API emulator, the real API
+process, Redis and the Tansu broker: phases on a seconds-long timeline, lag moving the
+admission rate and the consumer replicas and back, app outages, deletion."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from tests.booking.conftest import make_sale
+from tests.conftest import signup_and_login
+from tests.k8s.operator_fixtures import (
+    ApiProcess,
+    Cluster,
+    KafkaTopic,
+    OperatorLauncher,
+    concert_sale,
+    k8s_cluster,
+    operator_admin,
+    operator_api,
+    operator_launcher,
+    requests_topic,
+    schema_errors,
+    wait_for,
+)
+
+__all__ = ["k8s_cluster", "operator_admin", "operator_api", "operator_launcher", "requests_topic"]
+
+FINALIZER = "ticketrush.io/sale-cleanup"
+
+
+async def produce(topic: KafkaTopic, n: int) -> None:
+    """Booking requests nobody consumes: lag. One batch per record: Tansu's ListOffsets counts
+    a multi-record batch as one offset (real Kafka counts records)."""
+    producer = AIOKafkaProducer(bootstrap_servers=topic.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(n):
+            await producer.send_and_wait(topic.name, b"{}", key=str(i).encode())
+    finally:
+        await producer.stop()
+
+
+async def drain(topic: KafkaTopic) -> None:
+    """What the booking consumers would do: commit the group's offsets up to the end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=topic.bootstrap, group_id=topic.group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit({tp: ends[tp] for tp in tps})
+    finally:
+        await consumer.stop()
+
+
+async def until(
+    cluster: Cluster, name: str, check: Callable[[dict[str, Any]], Any], what: str
+) -> Any:
+    """Wait until `check(status)` holds for the ConcertSale `name`."""
+    return await wait_for(
+        lambda: check(status_of(cluster, name)),
+        what=what,
+        context=lambda: (status_of(cluster, name), cluster.replicas()),
+    )
+
+
+def status_of(cluster: Cluster, name: str) -> dict[str, Any]:
+    sale = cluster.sale(name)
+    return dict(sale.get("status", {})) if sale else {}
+
+
+def condition(status: dict[str, Any], type_: str) -> str | None:
+    for cond in status.get("conditions", []):
+        if cond["type"] == type_:
+            return str(cond["status"])
+    return None
+
+
+def event_reasons(cluster: Cluster) -> list[str]:
+    return [str(e.get("reason")) for e in cluster.events()]
+
+
+async def apply(cluster: Cluster, body: dict[str, Any]) -> None:
+    assert schema_errors(body) == []  # what the API server would check: the emulator does not
+    out = await cluster.kubectl(
+        "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(body).encode()
+    )
+    assert "created" in out or "configured" in out
+
+
+async def test_sale_lifecycle_rate_and_consumers_follow_lag(
+    k8s_cluster: Cluster,
+    operator_launcher: OperatorLauncher,
+    operator_api: ApiProcess,
+    requests_topic: KafkaTopic,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    cluster, name = k8s_cluster, "lifecycle"
+    concert = await make_sale(client, admin_headers)
+    fans = [await signup_and_login(client) for _ in range(3)]
+    operator = operator_launcher.start(operator_api.url)
+    await apply(
+        cluster, concert_sale(name, concert.concert_id, opens_in=6, closes_in=120, warmup_s=3)
+    )
+
+    # Created in the app through its API, at the initial rate pinned (manual), with a finalizer.
+    sale_id = await until(cluster, name, lambda s: s.get("saleId"), "saleId")
+    r = await client.get(f"/sales/{sale_id}/stats", headers=admin_headers)
+    assert r.json()["status"] == "scheduled"
+    assert (r.json()["current_rate"], r.json()["rate_mode"]) == (20.0, "manual")
+    assert FINALIZER in cluster.sale(name)["metadata"]["finalizers"]  # type: ignore[index]
+
+    # Fans in the pre-queue show up in the status.
+    for fan in fans:
+        r = await client.post(
+            f"/sales/{sale_id}/queue", headers={"Authorization": f"Bearer {fan['access_token']}"}
+        )
+        assert r.status_code == 201, r.text
+    await until(cluster, name, lambda s: s.get("queueLength") == 3, "queue 3")
+
+    # Warming pre-scales to the ceiling: max 3, but only 2 partitions.
+    await until(cluster, name, lambda s: s.get("phase") == "Warming", "Warming")
+    await wait_for(lambda: cluster.replicas() == 2, what="pre-warmed to 2")
+
+    # Open: the app's sale opens, no lag -> the rate climbs, consumers go back to min after
+    # the 2 s stabilization window.
+    await until(cluster, name, lambda s: s.get("phase") == "Open", "Open")
+    r = await client.get(f"/sales/{sale_id}", headers=admin_headers)
+    assert r.json()["status"] == "open"
+    await until(cluster, name, lambda s: s.get("currentRate", 0) > 20, "rate up")
+    await wait_for(lambda: cluster.replicas() == 1, what="scaled down after the window")
+
+    # Lag beyond what 2 consumers x 10 absorb: scale up at once (capped by partitions), and the
+    # control law cuts the rate.
+    rate_before = status_of(cluster, name)["currentRate"]
+    await produce(requests_topic, 100)
+    await until(cluster, name, lambda s: s.get("consumerLag") == 100, "lag seen")
+    await wait_for(lambda: cluster.replicas() == 2, what="scaled up on lag")
+    await until(cluster, name, lambda s: s.get("lastDecision") == "decrease", "rate cut")
+    low = await wait_for(
+        lambda: (r := status_of(cluster, name).get("currentRate", rate_before)) < rate_before and r,
+        what="rate below the pre-lag rate",
+    )
+    r = await client.get(f"/sales/{sale_id}/stats", headers=admin_headers)
+    assert r.json()["current_rate"] <= low and r.json()["rate_mode"] == "manual"
+
+    # The lag drains: the rate climbs again and the consumers come back down.
+    await drain(requests_topic)
+    await until(cluster, name, lambda s: s.get("consumerLag") == 0, "lag drained")
+    await until(cluster, name, lambda s: s.get("currentRate", 0) > low, "rate recovers")
+    await wait_for(lambda: cluster.replicas() == 1, what="scaled back down")
+
+    # Ending the sale early with lag outstanding: Draining, the app's sale is closed, then
+    # Closed once the consumers caught up.
+    await produce(requests_topic, 5)
+    await until(cluster, name, lambda s: s.get("consumerLag") == 5, "tail lag")
+    closes = cluster.sale(name)["spec"]["opensAt"]  # type: ignore[index]
+    await cluster.kubectl(
+        "patch",
+        "concertsale",
+        name,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"closesAt": _plus(closes, 1)}}),
+    )
+    await until(cluster, name, lambda s: s.get("phase") == "Draining", "Draining")
+    r = await client.get(f"/sales/{sale_id}", headers=admin_headers)
+    assert r.json()["status"] == "closed"
+    await drain(requests_topic)
+    await until(cluster, name, lambda s: s.get("phase") == "Closed", "Closed")
+
+    table = await cluster.kubectl("get", "concertsales")
+    header, row = table.splitlines()[:2]
+    assert header.split() == ["NAME", "PHASE", "RATE", "QUEUE", "CONSUMERS", "SOLD", "AGE"]
+    final = status_of(cluster, name)
+    assert row.split()[:6] == [
+        name,
+        "Closed",
+        f"{final['currentRate']:g}",
+        str(final["queueLength"]),
+        str(final["consumerReplicas"]),
+        str(final["soldSeats"]),
+    ]
+    wide = (await cluster.kubectl("get", "cs", name, "-o", "wide")).splitlines()[0].split()
+    assert "ADMITTED" in wide and "LAG" in wide
+    reasons = event_reasons(cluster)
+    assert reasons.count("PhaseChanged") == 5  # New->Scheduled->Warming->Open->Draining->Closed
+    assert "ScaledConsumers" in reasons and "SaleCreated" in reasons
+    assert operator.alive(), operator.log()[-3000:]
+
+
+def _plus(moment: str, seconds: float) -> str:
+    from datetime import datetime, timedelta
+
+    return (datetime.fromisoformat(moment) + timedelta(seconds=seconds)).isoformat()
