@@ -28,6 +28,7 @@ from tests.k8s.operator_fixtures import (
     schema_errors,
     wait_for,
 )
+from tests.queue.conftest import new_sale
 
 __all__ = ["k8s_cluster", "operator_admin", "operator_api", "operator_launcher", "requests_topic"]
 
@@ -202,3 +203,77 @@ def _plus(moment: str, seconds: float) -> str:
     from datetime import datetime, timedelta
 
     return (datetime.fromisoformat(moment) + timedelta(seconds=seconds)).isoformat()
+
+
+async def test_adopts_the_live_sale_survives_a_restart_and_delete_closes_it(
+    k8s_cluster: Cluster,
+    operator_launcher: OperatorLauncher,
+    operator_api: ApiProcess,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    cluster, name = k8s_cluster, "adopted"
+    concert = await make_sale(client, admin_headers)
+    existing = await new_sale(client, admin_headers, concert_id=concert.concert_id)
+    first = operator_launcher.start(operator_api.url)
+    await apply(cluster, concert_sale(name, concert.concert_id, opens_in=1, closes_in=120))
+
+    # The concert already had a live sale: the operator takes it over instead of failing.
+    status = await until(cluster, name, lambda s: s.get("phase") == "Open" and s, "Open")
+    assert status["saleId"] == existing["id"] and status["sale"]["adopted"] is True
+    r = await client.get(f"/sales/{existing['id']}", headers=admin_headers)
+    assert r.json()["status"] == "open"
+
+    # A restarted operator picks the sale up where it was: no second create, same sale.
+    operator_launcher.stop(first)
+    seen = status["observedAt"]
+    operator_launcher.start(operator_api.url)
+    status = await until(cluster, name, lambda s: s.get("observedAt", seen) > seen and s, "ticks")
+    assert status["saleId"] == existing["id"] and status["phase"] == "Open"
+    assert event_reasons(cluster).count("SaleAdopted") == 1
+    assert "SaleCreated" not in event_reasons(cluster)
+
+    # Deleting the resource closes the sale in the app, then the finalizer goes.
+    await cluster.kubectl("delete", "concertsale", name, "--wait=false")
+    await wait_for(lambda: cluster.sale(name) is None, what="finalizer removed, object gone")
+    r = await client.get(f"/sales/{existing['id']}", headers=admin_headers)
+    assert (r.json()["status"], r.json()["close_reason"]) == ("closed", "manual")
+    assert "SaleClosed" in event_reasons(cluster)
+
+
+async def test_app_outage_sets_degraded_and_recovers(
+    k8s_cluster: Cluster,
+    operator_launcher: OperatorLauncher,
+    operator_api: ApiProcess,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    cluster, name = k8s_cluster, "outage"
+    concert = await make_sale(client, admin_headers)
+    operator = operator_launcher.start(operator_api.url)
+    operator_api.stop()
+    try:
+        # Down at create: Degraded, retried with backoff, no sale yet, no crash.
+        await apply(cluster, concert_sale(name, concert.concert_id, opens_in=3, closes_in=120))
+        await until(cluster, name, lambda s: condition(s, "Degraded") == "True", "Degraded")
+        assert "saleId" not in status_of(cluster, name)
+        assert "AppUnavailable" in event_reasons(cluster)
+        operator_api.start()
+        await operator_api.wait_ready()
+        await until(cluster, name, lambda s: s.get("saleId"), "created after the outage")
+        await until(cluster, name, lambda s: condition(s, "Degraded") == "False", "recovered")
+
+        # Down while open: the timer backs off and reports it; back up, it goes on.
+        await until(cluster, name, lambda s: s.get("phase") == "Open", "Open")
+        operator_api.stop()
+        await until(cluster, name, lambda s: condition(s, "Degraded") == "True", "Degraded")
+        assert status_of(cluster, name)["phase"] == "Open"
+        operator_api.start()
+        await operator_api.wait_ready()
+        await until(cluster, name, lambda s: condition(s, "Degraded") == "False", "recovered")
+        assert event_reasons(cluster).count("Recovered") == 2
+        assert operator.alive(), operator.log()[-3000:]
+    finally:
+        if operator_api.proc is None:
+            operator_api.start()
+            await operator_api.wait_ready()
