@@ -223,7 +223,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             return self._table(request, payload["items"])
         info = self.resources.get(request.resource)
         group, version = request.resource.group, request.resource.version
-        kind = info.kind if info is not None and info.kind else "Object"
+        kind = getattr(info, "kind", None) or "Object"
         return payload | {
             "metadata": {"resourceVersion": str(self._version)},
             "apiVersion": f"{group}/{version}" if group else version,
