@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TR := $(VENV)/bin/ticket-rush
 PYTEST_WORKERS ?= 2
 
-.PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking clean
+.PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking clean k8s-demo
 
 help:
 	@echo "make demo          local stack + seeded catalog + scripted tour with a report"
@@ -15,6 +15,7 @@ help:
 	@echo "make dev           local stack with the API (ticket-rush stack up --with-app)"
 	@echo "make down          stop everything the local stack started"
 	@echo "make bench-catalog catalog read benchmark + 1M-row migration timing"
+	@echo "make k8s-demo      Kubernetes API emulator + kopf operator + local stack: a ConcertSale's phases"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -54,6 +55,12 @@ bench-catalog: $(STAMP)
 	$(TR) stack up
 	$(PY) -m loadtests.bench_catalog --out reports/catalog
 	$(PY) loadtests/bench_migration.py --rows 1000000 --out reports/catalog
+
+# The operator's control plane on this machine (no cluster): see loadtests/k8s_demo.py.
+k8s-demo: $(STAMP)
+	$(TR) stack up --with-app
+	$(TR) seed
+	$(PY) -m loadtests.k8s_demo
 
 bench-booking: $(STAMP)
 	$(TR) stack up

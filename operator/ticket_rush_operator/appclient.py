@@ -15,6 +15,11 @@ class AppUnavailable(Exception):
     """The app did not answer, or answered 5xx: retry later."""
 
 
+class LoginRefused(AppUnavailable):
+    """The app refused the operator's admin credentials: unusable until the Secret is fixed,
+    so it is retried like an outage (Degraded), not treated as a bad sale."""
+
+
 class AppRejected(Exception):
     """The app refused the request (4xx problem+json): retrying the same request will not help."""
 
@@ -69,7 +74,7 @@ class SaleApi:
             "POST", "/auth/login", {"email": self._email, "password": self._password}
         )
         if status != 200:
-            raise AppRejected(status, data if isinstance(data, dict) else {})
+            raise LoginRefused(f"POST /auth/login as {self._email}: HTTP {status}")
         token: str = data["access_token"]
         self._token = token
         return token

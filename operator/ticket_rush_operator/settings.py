@@ -10,7 +10,7 @@ class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TR_OPERATOR_", env_file=None, extra="ignore")
 
     api_url: str = "http://ticket-rush-api:8000"
-    admin_email: str = "operator@ticket-rush.local"
+    admin_email: str = ""
     admin_password: SecretStr = SecretStr("")
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "tr"

@@ -107,6 +107,20 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             "metadata": {"name": NAMESPACE, "uid": str(uuid.uuid4()), "resourceVersion": "1"},
         }
 
+    def add_deployment(self, name: str, *, replicas: int = 1) -> None:
+        """A Deployment object (nothing runs it: the emulator has no controllers)."""
+        self.objects[DEPLOYMENTS, NAMESPACE, name] = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": name,
+                "namespace": NAMESPACE,
+                "uid": str(uuid.uuid4()),
+                "resourceVersion": self._next_version(),
+            },
+            "spec": {"replicas": replicas},
+        }
+
     def _next_version(self) -> str:
         self._version += 1
         return str(self._version)
@@ -229,3 +243,28 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             "apiVersion": f"{group}/{version}" if group else version,
             "kind": f"{kind}List",
         }
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emulator", "cluster": {"server": server}}],
+                "users": [{"name": "operator", "user": {"token": "emulator"}}],
+                "contexts": [
+                    {
+                        "name": "emulator",
+                        "context": {
+                            "cluster": "emulator",
+                            "user": "operator",
+                            "namespace": NAMESPACE,
+                        },
+                    }
+                ],
+                "current-context": "emulator",
+            }
+        )
+    )
+    return path

@@ -26,7 +26,13 @@ import yaml
 from app.core.config import Settings
 from app.devstack.broker import ensure_topics, free_port, spawn, stop_process
 from tests.conftest import PASSWORD, ROOT, unique_email
-from tests.k8s.emulator import CONCERTSALES, DEPLOYMENTS, NAMESPACE, ClusterEmulator
+from tests.k8s.emulator import (
+    CONCERTSALES,
+    DEPLOYMENTS,
+    NAMESPACE,
+    ClusterEmulator,
+    write_kubeconfig,
+)
 from tests.queue.conftest import process_env
 
 CRD_PATH = ROOT / "helm" / "ticket-rush" / "crds" / "concertsale.yaml"
@@ -115,41 +121,11 @@ class Cluster:
         return out.decode()
 
 
-def write_kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-                "users": [{"name": "operator", "user": {"token": "emulator"}}],
-                "contexts": [
-                    {
-                        "name": "emulator",
-                        "context": {
-                            "cluster": "emulator",
-                            "user": "operator",
-                            "namespace": NAMESPACE,
-                        },
-                    }
-                ],
-                "current-context": "emulator",
-            }
-        )
-    )
-    return path
-
-
 @pytest.fixture
 async def k8s_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     """The emulator served from this test's loop, with the booking-consumer Deployment."""
     async with ClusterEmulator() as emulator, kmock.Server(emulator) as server:
-        emulator.objects[DEPLOYMENTS, NAMESPACE, CONSUMER_DEPLOYMENT] = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": CONSUMER_DEPLOYMENT, "namespace": NAMESPACE, "uid": "d-1"},
-            "spec": {"replicas": 1},
-        }
+        emulator.add_deployment(CONSUMER_DEPLOYMENT, replicas=1)
         url = str(server.url).rstrip("/")
         yield Cluster(emulator, url, write_kubeconfig(tmp_path / "kubeconfig", url))
 
