@@ -28,9 +28,16 @@ from tests.k8s.operator_fixtures import (
     schema_errors,
     wait_for,
 )
-from tests.queue.conftest import new_sale
+from tests.queue.conftest import WorkerProcess, admission_workers, new_sale
 
-__all__ = ["k8s_cluster", "operator_admin", "operator_api", "operator_launcher", "requests_topic"]
+__all__ = [
+    "admission_workers",
+    "k8s_cluster",
+    "operator_admin",
+    "operator_api",
+    "operator_launcher",
+    "requests_topic",
+]
 
 FINALIZER = "ticketrush.io/sale-cleanup"
 
@@ -104,11 +111,13 @@ async def test_sale_lifecycle_rate_and_consumers_follow_lag(
     requests_topic: KafkaTopic,
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
+    admission_workers: Callable[..., WorkerProcess],
 ) -> None:
     cluster, name = k8s_cluster, "lifecycle"
     concert = await make_sale(client, admin_headers)
     fans = [await signup_and_login(client) for _ in range(3)]
     operator = operator_launcher.start(operator_api.url)
+    admission_workers()  # the app's own worker admits fans at the rate the operator pins
     await apply(
         cluster, concert_sale(name, concert.concert_id, opens_in=8, closes_in=120, warmup_s=3)
     )
@@ -139,6 +148,21 @@ async def test_sale_lifecycle_rate_and_consumers_follow_lag(
     assert r.json()["status"] == "open"
     await until(cluster, name, lambda s: s.get("currentRate", 0) > 20, "rate up")
     await wait_for(lambda: cluster.replicas() == 1, what="scaled down after the window")
+
+    # An admitted fan buys a seat: admitted and sold show up in the status.
+    fan = {"Authorization": f"Bearer {fans[0]['access_token']}"}
+    me = await client.get(f"/sales/{sale_id}/queue/me", headers=fan)
+    assert me.json()["state"] == "admitted", me.text
+    r = await client.post(
+        f"/concerts/{concert.concert_id}/bookings",
+        json={"seat_ids": concert.seat_ids[:2]},
+        headers=fan | {"X-Admission-Token": me.json()["admission_token"], "Idempotency-Key": name},
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(f"/bookings/{r.json()['id']}/pay", headers=fan)
+    assert r.status_code == 200, r.text
+    await until(cluster, name, lambda s: s.get("soldSeats") == 2, "2 seats sold")
+    assert status_of(cluster, name)["admittedTotal"] == 3
 
     # Lag beyond what 2 consumers x 10 absorb: scale up at once (capped by partitions), and the
     # control law cuts the rate.
