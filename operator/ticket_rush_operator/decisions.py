@@ -88,14 +88,16 @@ def recommend_replicas(
     bounds: ConsumerBounds,
     partitions: int | None,
 ) -> int:
-    """This sale's consumer recommendation right now (before stabilization)."""
-    floor, ceiling = bounds.floor(partitions), bounds.ceiling(partitions)
+    """This sale's consumer recommendation right now (before stabilization). Without a
+    measurement from the broker (lag and partitions None) the current count is held: growing
+    could pass the unknown partition count, shrinking would be a guess."""
+    if lag is None or partitions is None:
+        held = current if current is not None else bounds.minimum
+        return min(max(held, bounds.floor(None)), bounds.ceiling(None))
     if phase == "Warming":
-        return ceiling
+        return bounds.ceiling(partitions)
     if phase in ("Scheduled", "Closed"):
-        return floor
-    if lag is None:  # no measurement: neither grow nor shrink on a guess
-        return min(max(current if current is not None else floor, floor), ceiling)
+        return bounds.floor(partitions)
     return lag_replicas(lag, bounds, partitions)
 
 

@@ -201,7 +201,13 @@ async def create_sale(
     return {"id": sale_id, "adopted": adopted}
 
 
-@kopf.timer(*RESOURCE, id="reconcile", interval=SETTINGS.reconcile_interval_s)
+# `backoff`: after an unexpected error, retry soon (kopf's default waits 60 s).
+@kopf.timer(
+    *RESOURCE,
+    id="reconcile",
+    interval=SETTINGS.reconcile_interval_s,
+    backoff=SETTINGS.retry_base_s,
+)
 async def reconcile(
     spec: kopf.Spec,
     status: kopf.Status,
@@ -295,6 +301,15 @@ async def reconcile(
         kopf.event(body, type="Normal", reason="Recovered", message="The app answers again.")
     conditions = set_condition(
         conditions, type_="Degraded", status=False, reason="AppReachable", message="", now=now
+    )
+    conditions = set_condition(
+        conditions,
+        type_="LagMeasured",
+        status=lag is not None,
+        reason="Measured" if lag is not None else "KafkaUnavailable",
+        # Without it the consumers hold their count and a closed sale stays Draining.
+        message="" if lag is not None else f"Cannot read the lag of {s.requests_topic}.",
+        now=now,
     )
     conditions = set_condition(
         conditions, type_="Ready", status=True, reason=phase, message="", now=now

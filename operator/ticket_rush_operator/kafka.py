@@ -4,6 +4,8 @@ never committed counts from its earliest offset (the consumers read from the beg
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -50,18 +52,23 @@ class LagReader:
     async def read(self) -> TopicLag | None:
         """The lag, or None when the broker or the topic cannot be read right now."""
         try:
-            admin, offsets = await self._clients()
-            (topic,) = await admin.describe_topics([self._topic])
-            if topic.get("error_code") or not topic.get("partitions"):
-                return None
-            numbers = [int(p["partition"]) for p in topic["partitions"]]
-            tps = [TopicPartition(self._topic, p) for p in sorted(numbers)]
-            ends = await offsets.end_offsets(tps)
-            starts = await offsets.beginning_offsets(tps)
-            committed = await admin.list_consumer_group_offsets(self._group, partitions=tps)
+            # aiokafka waits for a lost broker's metadata without end: bound the whole read.
+            async with asyncio.timeout(self._timeout_ms / 1000):
+                return await self._read()
         except (KafkaError, OSError, TimeoutError):
             await self.close()
             return None
+
+    async def _read(self) -> TopicLag | None:
+        admin, offsets = await self._clients()
+        (topic,) = await admin.describe_topics([self._topic])
+        if topic.get("error_code") or not topic.get("partitions"):
+            return None
+        numbers = [int(p["partition"]) for p in topic["partitions"]]
+        tps = [TopicPartition(self._topic, p) for p in sorted(numbers)]
+        ends = await offsets.end_offsets(tps)
+        starts = await offsets.beginning_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(self._group, partitions=tps)
         lag = 0
         for tp in tps:
             meta = committed.get(tp)
@@ -72,7 +79,9 @@ class LagReader:
     async def close(self) -> None:
         admin, offsets = self._admin, self._offsets
         self._admin = self._offsets = None
-        if offsets is not None:
-            await offsets.stop()
-        if admin is not None:
-            await admin.close()
+        with contextlib.suppress(KafkaError, OSError, TimeoutError):
+            async with asyncio.timeout(self._timeout_ms / 1000):
+                if offsets is not None:
+                    await offsets.stop()
+                if admin is not None:
+                    await admin.close()

@@ -36,7 +36,7 @@ class Deployments:
                 if resp.status != 200:
                     raise KubeUnavailable(f"GET deployment {name}: HTTP {resp.status}")
                 body = await resp.json()
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeUnavailable(f"GET deployment {name}: {exc!r}") from exc
         return int(body.get("spec", {}).get("replicas", 1))
 
@@ -49,5 +49,5 @@ class Deployments:
             ) as resp:
                 if resp.status != 200:
                     raise KubeUnavailable(f"PATCH deployment {name}: HTTP {resp.status}")
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeUnavailable(f"PATCH deployment {name}: {exc!r}") from exc

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -165,9 +165,10 @@ class ApiProcess:
                 await asyncio.sleep(0.1)
         raise RuntimeError("API did not start:\n" + self.log_path.read_text()[-3000:])
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        # In a thread: the emulator is served from this loop and must keep answering.
         if self.proc is not None and self.proc.poll() is None:
-            stop_process(self.proc.pid)
+            await asyncio.to_thread(stop_process, self.proc.pid)
         self.proc = None
 
 
@@ -179,7 +180,7 @@ async def operator_api(
     api.start()
     await api.wait_ready()
     yield api
-    api.stop()
+    await api.stop()
 
 
 @pytest.fixture(scope="session")
@@ -274,23 +275,23 @@ class OperatorLauncher:
         self.started.append(operator)
         return operator
 
-    def stop(self, operator: OperatorProcess) -> None:
+    async def stop(self, operator: OperatorProcess) -> None:
         if operator.alive():
-            stop_process(operator.proc.pid)
+            await asyncio.to_thread(stop_process, operator.proc.pid)
 
 
 @pytest.fixture
-def operator_launcher(
+async def operator_launcher(
     k8s_cluster: Cluster,
     settings: Settings,
     operator_admin: tuple[str, str],
     requests_topic: KafkaTopic,
     tmp_path: Path,
-) -> Iterator[OperatorLauncher]:
+) -> AsyncIterator[OperatorLauncher]:
     launcher = OperatorLauncher(k8s_cluster, settings, operator_admin, requests_topic, tmp_path)
     yield launcher
     for operator in launcher.started:
-        launcher.stop(operator)
+        await launcher.stop(operator)
 
 
 async def wait_for(

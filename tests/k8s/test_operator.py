@@ -4,14 +4,23 @@ admission rate and the consumer replicas and back, app outages, deletion."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from app.devstack.broker import (
+    ensure_topics,
+    free_port,
+    start_broker,
+    stop_process,
+    wait_broker_ready,
+)
 from tests.booking.conftest import make_sale
 from tests.conftest import signup_and_login
 from tests.k8s.operator_fixtures import (
@@ -215,6 +224,7 @@ async def test_sale_lifecycle_rate_and_consumers_follow_lag(
         str(final["consumerReplicas"]),
         str(final["soldSeats"]),
     ]
+    assert condition(final, "LagMeasured") == condition(final, "ConsumersScaled") == "True"
     wide = (await cluster.kubectl("get", "cs", name, "-o", "wide")).splitlines()[0].split()
     assert "ADMITTED" in wide and "LAG" in wide
     phases = [e["message"] for e in cluster.events() if e["reason"] == "PhaseChanged"]
@@ -256,7 +266,7 @@ async def test_adopts_the_live_sale_survives_a_restart_and_delete_closes_it(
     assert r.json()["status"] == "open"
 
     # A restarted operator picks the sale up where it was: no second create, same sale.
-    operator_launcher.stop(first)
+    await operator_launcher.stop(first)
     seen = status["observedAt"]
     operator_launcher.start(operator_api.url)
     status = await until(cluster, name, lambda s: s.get("observedAt", seen) > seen and s, "ticks")
@@ -282,7 +292,7 @@ async def test_app_outage_sets_degraded_and_recovers(
     cluster, name = k8s_cluster, "outage"
     concert = await make_sale(client, admin_headers)
     operator = operator_launcher.start(operator_api.url)
-    operator_api.stop()
+    await operator_api.stop()
     try:
         # Down at create: Degraded, retried with backoff, no sale yet, no crash.
         await apply(cluster, concert_sale(name, concert.concert_id, opens_in=3, closes_in=120))
@@ -296,7 +306,7 @@ async def test_app_outage_sets_degraded_and_recovers(
 
         # Down while open: the timer backs off and reports it; back up, it goes on.
         await until(cluster, name, lambda s: s.get("phase") == "Open", "Open")
-        operator_api.stop()
+        await operator_api.stop()
         await until(cluster, name, lambda s: condition(s, "Degraded") == "True", "Degraded")
         assert status_of(cluster, name)["phase"] == "Open"
         operator_api.start()
@@ -308,3 +318,39 @@ async def test_app_outage_sets_degraded_and_recovers(
         if operator_api.proc is None:
             operator_api.start()
             await operator_api.wait_ready()
+
+
+async def test_kafka_outage_holds_the_consumers_and_is_reported(
+    k8s_cluster: Cluster,
+    operator_launcher: OperatorLauncher,
+    operator_api: ApiProcess,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    cluster, name = k8s_cluster, "no-kafka"
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    broker = start_broker(port, tmp_path / "tansu.log")
+    try:
+        await wait_broker_ready(bootstrap)
+        await ensure_topics(bootstrap, {operator_launcher.topic.name: 2})
+        concert = await make_sale(client, admin_headers)
+        operator = operator_launcher.start(operator_api.url, TR_OPERATOR_KAFKA_BOOTSTRAP=bootstrap)
+        # Warming for a minute: the consumers sit at the ceiling (2 partitions).
+        await apply(
+            cluster, concert_sale(name, concert.concert_id, opens_in=60, closes_in=120, warmup_s=60)
+        )
+        await until(cluster, name, lambda s: condition(s, "LagMeasured") == "True", "lag read")
+        await wait_for(lambda: cluster.replicas() == 2, what="pre-warmed")
+
+        await asyncio.to_thread(stop_process, broker.pid)
+        await until(cluster, name, lambda s: condition(s, "LagMeasured") == "False", "no lag")
+        status = status_of(cluster, name)
+        assert "consumerLag" not in status and status["phase"] == "Warming"
+        assert cluster.replicas() == 2 and operator.alive()
+
+        broker = start_broker(port, tmp_path / "tansu.log")
+        await until(cluster, name, lambda s: condition(s, "LagMeasured") == "True", "lag again")
+    finally:
+        await asyncio.to_thread(stop_process, broker.pid)
