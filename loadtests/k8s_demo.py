@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -79,16 +80,23 @@ def pick_concert(api: httpx.Client) -> int:
     raise SystemExit("no concert to sell: run `ticket-rush seed` first")
 
 
-def fans(api: httpx.Client, n: int) -> list[dict[str, str]]:
+def fans(api: httpx.Client, n: int, store: Path) -> list[dict[str, str]]:
+    """`n` fan accounts, kept in .run/ across runs (sign-ups are rate-limited per address)."""
+    accounts: list[dict[str, str]] = json.loads(store.read_text()) if store.exists() else []
+    while len(accounts) < n:
+        account = {
+            "email": f"demo-fan-{uuid.uuid4().hex[:8]}@example.com",
+            "password": secrets.token_urlsafe(12),
+        }
+        body = account | {"display_name": "Fan"}
+        api.post("/auth/signup", json=body).raise_for_status()
+        accounts.append(account)
+        store.write_text(json.dumps(accounts))
     headers = []
-    for _ in range(n):
-        email, password = f"demo-fan-{uuid.uuid4().hex[:8]}@example.com", secrets.token_urlsafe(12)
-        r = api.post(
-            "/auth/signup", json={"email": email, "password": password, "display_name": "Fan"}
-        )
-        r.raise_for_status()
-        token = api.post("/auth/login", json={"email": email, "password": password}).json()
-        headers.append({"Authorization": f"Bearer {token['access_token']}"})
+    for account in accounts[:n]:
+        token = api.post("/auth/login", json=account)
+        token.raise_for_status()
+        headers.append({"Authorization": f"Bearer {token.json()['access_token']}"})
     return headers
 
 
@@ -117,11 +125,18 @@ class Prepared:
 
 def prepare(args: argparse.Namespace) -> Prepared:
     """The operator's admin account, a concert to sell and fans, on the running stack."""
-    stack = load_stack_env(get_settings().run_dir)
+    run_dir = get_settings().run_dir
+    stack = load_stack_env(run_dir)
     api_url = f"http://127.0.0.1:{stack['TR_API_PORT']}"
     with httpx.Client(base_url=api_url, timeout=10) as api:
         api.get("/healthz").raise_for_status()
-        return Prepared(stack, api_url, make_admin(stack), pick_concert(api), fans(api, args.fans))
+        return Prepared(
+            stack,
+            api_url,
+            make_admin(stack),
+            pick_concert(api),
+            fans(api, args.fans, run_dir / "k8s-demo-fans.json"),
+        )
 
 
 async def run(prep: Prepared, args: argparse.Namespace) -> None:
@@ -216,7 +231,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--opens-in", type=float, default=12.0)
     parser.add_argument("--closes-in", type=float, default=30.0)
-    parser.add_argument("--fans", type=int, default=15)
+    parser.add_argument("--fans", type=int, default=10)
     parser.add_argument("--every", type=float, default=2.0, help="seconds between kubectl gets")
     args = parser.parse_args()
     asyncio.run(run(prepare(args), args))
