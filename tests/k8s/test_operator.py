@@ -160,7 +160,11 @@ async def test_sale_lifecycle_rate_and_consumers_follow_lag(
 
     # An admitted fan buys a seat: admitted and sold show up in the status.
     fan = {"Authorization": f"Bearer {fans[0]['access_token']}"}
-    me = await client.get(f"/sales/{sale_id}/queue/me", headers=fan)
+    for _ in range(50):
+        me = await client.get(f"/sales/{sale_id}/queue/me", headers=fan)
+        if me.json()["state"] == "admitted":
+            break
+        await asyncio.sleep(0.2)
     assert me.json()["state"] == "admitted", me.text
     r = await client.post(
         f"/concerts/{concert.concert_id}/bookings",
@@ -354,3 +358,29 @@ async def test_kafka_outage_holds_the_consumers_and_is_reported(
         await until(cluster, name, lambda s: condition(s, "LagMeasured") == "True", "lag again")
     finally:
         await asyncio.to_thread(stop_process, broker.pid)
+
+
+async def test_sales_share_the_consumers_and_deletion_hands_them_back(
+    k8s_cluster: Cluster,
+    operator_launcher: OperatorLauncher,
+    operator_api: ApiProcess,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    cluster = k8s_cluster
+    early = await make_sale(client, admin_headers)
+    late = await make_sale(client, admin_headers)
+    operator_launcher.start(operator_api.url)
+    # One sale is Warming (wants the ceiling, 2 partitions), the other Scheduled (wants 1).
+    await apply(
+        cluster, concert_sale("warm", early.concert_id, opens_in=60, closes_in=120, warmup_s=60)
+    )
+    await apply(cluster, concert_sale("later", late.concert_id, opens_in=600, closes_in=900))
+    await until(cluster, "later", lambda s: s.get("phase") == "Scheduled", "Scheduled")
+    await until(cluster, "warm", lambda s: s.get("phase") == "Warming", "Warming")
+    await wait_for(lambda: cluster.replicas() == 2, what="the higher demand wins")
+    assert status_of(cluster, "later")["consumerReplicas"] == 1  # its own recommendation
+
+    await cluster.kubectl("delete", "concertsale", "warm", "--wait=false")
+    await wait_for(lambda: cluster.sale("warm") is None, what="warm deleted")
+    await wait_for(lambda: cluster.replicas() == 1, what="back to what the other sale wants")
