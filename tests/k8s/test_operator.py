@@ -13,7 +13,10 @@ from typing import Any
 import httpx
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from redis.asyncio import Redis
 
+from app.core.config import Settings
+from app.core.redis import Keys
 from app.devstack.broker import (
     ensure_topics,
     free_port,
@@ -21,6 +24,7 @@ from app.devstack.broker import (
     stop_process,
     wait_broker_ready,
 )
+from app.queue.signals import publish_signals, signal_keys
 from tests.booking.conftest import make_sale
 from tests.conftest import signup_and_login
 from tests.k8s.operator_fixtures import (
@@ -121,6 +125,7 @@ async def test_sale_lifecycle_rate_and_consumers_follow_lag(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     admission_workers: Callable[..., WorkerProcess],
+    settings: Settings,
 ) -> None:
     cluster, name = k8s_cluster, "lifecycle"
     concert = await make_sale(client, admin_headers)
@@ -196,6 +201,23 @@ async def test_sale_lifecycle_rate_and_consumers_follow_lag(
     await until(cluster, name, lambda s: s.get("consumerLag") == 0, "lag drained")
     await until(cluster, name, lambda s: s.get("currentRate", 0) > low, "rate recovers")
     await wait_for(lambda: cluster.replicas() == 1, what="scaled back down")
+
+    # Booking latency published by the app (Redis signal keys) also cuts the rate, and the rate
+    # climbs again once the signal is gone.
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await publish_signals(redis, Keys(settings.redis_prefix), p95_ms=4000, ttl_s=3)
+        slow = status_of(cluster, name)["currentRate"]
+        await until(
+            cluster,
+            name,
+            lambda s: s.get("lastDecision") == "decrease" and s["currentRate"] < slow,
+            "rate cut on p95",
+        )
+        await redis.delete(*signal_keys(Keys(settings.redis_prefix)))
+        await until(cluster, name, lambda s: s.get("lastDecision") == "increase", "p95 healthy")
+    finally:
+        await redis.aclose()
 
     # Ending the sale early with lag outstanding: Draining, the app's sale is closed, then
     # Closed once the consumers caught up.
