@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TR := $(VENV)/bin/ticket-rush
 PYTEST_WORKERS ?= 2
 
-.PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking bench-spike clean
+.PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking bench-spike clean k8s-demo
 
 help:
 	@echo "make demo          a full ticket rush on the local stack (FANS=50000 SEATS=5000) + report"
@@ -16,6 +16,7 @@ help:
 	@echo "make down          stop everything the local stack started"
 	@echo "make bench-catalog catalog read benchmark + 1M-row migration timing"
 	@echo "make bench-spike   queue join/status vs no-op, consumer vs pgbench, time to sell out"
+	@echo "make k8s-demo      Kubernetes API emulator + kopf operator + local stack: a ConcertSale's phases"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -27,8 +28,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app tests loadtests
-	$(VENV)/bin/mypy app tests loadtests
+	$(VENV)/bin/ruff check app tests loadtests operator
+	$(VENV)/bin/mypy app tests loadtests operator/ticket_rush_operator
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
@@ -70,6 +71,12 @@ bench-spike: $(STAMP)
 	$(TR) stack down
 	$(DEMO_ENV) $(TR) stack up --with-app
 	$(PY) -m loadtests.bench_spike --out reports/spike $(SPIKE_ARGS)
+
+# The operator's control plane on this machine (no cluster): see loadtests/k8s_demo.py.
+k8s-demo: $(STAMP)
+	$(TR) stack up --with-app
+	$(TR) seed
+	$(PY) -m loadtests.k8s_demo
 
 bench-booking: $(STAMP)
 	$(TR) stack up

@@ -1,0 +1,1 @@
+"""The Ticket-Rush operator: reconciles ConcertSale custom resources (ticketrush.io/v1)."""
