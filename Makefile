@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app tests loadtests
-	$(VENV)/bin/mypy app tests loadtests
+	$(VENV)/bin/ruff check app tests loadtests infra
+	$(VENV)/bin/mypy app tests loadtests infra
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
