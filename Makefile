@@ -7,6 +7,7 @@ TR := $(VENV)/bin/ticket-rush
 PYTEST_WORKERS ?= 2
 
 .PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking clean
+.PHONY: kind-up kind-deploy kind-loadtest kind-down
 
 help:
 	@echo "make demo          local stack + seeded catalog + scripted tour with a report"
@@ -15,6 +16,7 @@ help:
 	@echo "make dev           local stack with the API (ticket-rush stack up --with-app)"
 	@echo "make down          stop everything the local stack started"
 	@echo "make bench-catalog catalog read benchmark + 1M-row migration timing"
+	@echo "make kind-up kind-deploy kind-loadtest   the platform on a local kind cluster (Docker)"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -58,6 +60,20 @@ bench-catalog: $(STAMP)
 bench-booking: $(STAMP)
 	$(TR) stack up
 	$(PY) -m loadtests.bench_booking --out reports/booking
+
+# Kubernetes on kind (needs docker, kind, kubectl and the Pulumi CLI; none exists on the dev
+# machines, so these fail early there). USERS / SPAWN_RATE / DURATION tune kind-loadtest.
+kind-up:
+	infra/kind/kind.sh up
+
+kind-deploy:
+	infra/kind/kind.sh deploy
+
+kind-loadtest: $(STAMP)
+	infra/kind/kind.sh loadtest
+
+kind-down:
+	infra/kind/kind.sh down
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache

@@ -34,6 +34,11 @@ def chart_values(config: PlatformConfig, *, kafka_bootstrap: str) -> dict[str, A
         "secrets": {"existingSecret": APP_SECRET},
         "api": {
             "replicas": config.api_min_replicas,
+            "service": (
+                {"type": "NodePort", "nodePort": config.api_node_port}
+                if config.api_node_port
+                else {"type": "ClusterIP"}
+            ),
             "autoscaling": {
                 "enabled": True,
                 "minReplicas": config.api_min_replicas,

@@ -62,6 +62,8 @@ class PlatformConfig:
     api_min_replicas: int = 2
     api_max_replicas: int = 10
     consumer_replicas: int = 2
+    # Expose the API on this node port (kind maps it to the host); None keeps it ClusterIP.
+    api_node_port: int | None = None
     monitoring: bool = True
     dashboards_dir: Path = DEFAULT_DASHBOARDS_DIR
     nginx_rtmp_config: Path = DEFAULT_NGINX_RTMP_CONFIG
@@ -108,6 +110,7 @@ _INTS = {
     "apiMinReplicas": "api_min_replicas",
     "apiMaxReplicas": "api_max_replicas",
     "consumerReplicas": "consumer_replicas",
+    "apiNodePort": "api_node_port",
 }
 _PATHS = {"dashboardsDir": "dashboards_dir", "nginxRtmpConfig": "nginx_rtmp_config"}
 

@@ -59,6 +59,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "config": {"extra": {"TR_PAYMENTS_URL": "https://payments.example"}},
     },
     "hpa-off": {"api": {"replicas": 3, "autoscaling": {"enabled": False}}},
+    "kind-nodeport": {
+        "image": {"repository": "localhost/ticket-rush-app", "tag": "dev", "pullPolicy": "Never"},
+        "api": {"service": {"type": "NodePort", "nodePort": 30080}},
+    },
     "servicemonitor-on": {"serviceMonitor": {"enabled": True}},
 }
 
@@ -541,6 +545,10 @@ BAD_VALUES = [
         "at '/securityContext/readOnlyRootFilesystem'",
     ),
     ({"api": {"replicaCount": 3}}, "at '/api': additional properties 'replicaCount' not allowed"),
+    (
+        {"api": {"service": {"nodePort": 80}}},
+        "at '/api/service/nodePort': minimum: got 80, want 30,000",
+    ),
 ]
 
 

@@ -383,6 +383,10 @@ def test_stack_files_load(stack: str, program: Program) -> None:
     assert values["image"]["pullPolicy"] == expected.get(
         "ticket-rush:imagePullPolicy", "IfNotPresent"
     )
+    node_port = expected.get("ticket-rush:apiNodePort")
+    assert values["api"]["service"] == (
+        {"type": "NodePort", "nodePort": node_port} if node_port else {"type": "ClusterIP"}
+    )
 
 
 @mock_test

@@ -1,0 +1,86 @@
+"""The cluster load test's locustfile, run for real against the local processes: the real API
+(2 uvicorn workers), the admission worker and the payment simulator. A few fans must each end
+with a ticket, through the same calls `make kind-loadtest` makes against a cluster."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.booking.conftest import make_sale
+from tests.conftest import ROOT, LiveServer
+from tests.queue.conftest import (  # noqa: F401 - fixtures used by name
+    WorkerProcess,
+    admission_workers,
+    new_sale,
+    queue_api,
+)
+
+FANS = 6
+
+
+async def test_rush_locustfile_buys_tickets(
+    queue_api: LiveServer,  # noqa: F811
+    admission_workers: Callable[..., WorkerProcess],  # noqa: F811
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    stock = await make_sale(client, admin_headers, rows=2, per_row=10)
+    sale = await new_sale(
+        client,
+        admin_headers,
+        concert_id=stock.concert_id,
+        opens_in=1,
+        initial_rate=100,
+        max_rate=200,
+    )
+    admission_workers()
+    env = os.environ | {"LOADTEST_SALE_ID": str(sale["id"]), "LOADTEST_MAX_WAIT_S": "40"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            "loadtests/locustfile_rush.py",
+            "--headless",
+            "-u",
+            str(FANS),
+            "-r",
+            str(FANS),
+            "-t",
+            "15s",
+            "--host",
+            queue_api.url,
+            "--csv",
+            str(tmp_path / "rush"),
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    outcomes = re.search(r"rush outcomes: (\{.*\})", output)
+    assert outcomes, output[-3000:]
+    assert outcomes.group(1) == f"{{'ticket': {FANS}}}", output[-3000:]
+    with (tmp_path / "rush_stats.csv").open() as fh:
+        rows = {row["Name"]: row for row in csv.DictReader(fh)}
+    assert rows["Aggregated"]["Failure Count"] == "0", rows
+    for name in ("/sales/[id]/queue", "/concerts/[id]/bookings", "/bookings/[id]/pay"):
+        assert int(rows[name]["Request Count"]) >= FANS, name
+    mine = await client.get(f"/sales/{sale['id']}/stats", headers=admin_headers)
+    assert mine.json()["completed"] == FANS
