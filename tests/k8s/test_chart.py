@@ -605,3 +605,20 @@ def test_example_concertsale_matches_the_crd_schema() -> None:
     broken = copy.deepcopy(example)
     broken["spec"]["admission"]["minRate"] = 0
     assert not validator.is_valid(broken)
+
+
+def test_operator_env_names_are_operator_settings(chart: helm_python.Chart) -> None:
+    """Against the operator's own settings class once the operator package is in the tree."""
+    settings_file = PROJECT_ROOT / "operator" / "ticket_rush_operator" / "settings.py"
+    if not settings_file.exists():
+        pytest.skip("operator/ticket_rush_operator arrives with the k8s-operator branch")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_operator_settings", settings_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fields = {f"TR_OPERATOR_{name.upper()}" for name in module.OperatorSettings.model_fields}
+    operator = one(render(chart), "Deployment", "ticket-rush-operator")
+    env = {e["name"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env - {"POD_NAMESPACE"} <= fields

@@ -68,45 +68,104 @@ def test_the_app_containerfile_is_found() -> None:
     assert PROJECT_ROOT / "Containerfile" in CONTAINERFILES
 
 
+def problems(path: Path) -> list[str]:
+    """Every rule a Containerfile breaks (empty: it is fine)."""
+    found: list[str] = []
+    stages, parser = _stages(path)
+    if len(stages) < 2:
+        found.append("single stage: build tools must stay in a builder stage")
+    for image in parser.parent_images:
+        if image.lower() != "scratch" and not SLIM_BASE.search(image):
+            found.append(f"base image {image!r} is not a slim/minimal image")
+    for stage in stages:
+        for instruction, value in stage.instructions:
+            if instruction == "HEALTHCHECK":
+                found.append("HEALTHCHECK: Kubernetes probes do that")
+            if instruction in {"ENV", "ARG"}:
+                found += [
+                    f"{instruction} {n} bakes a secret"
+                    for n in _env_names(value)
+                    if SECRET_NAME.search(n)
+                ]
+    if not stages:
+        return found
+    final = stages[-1]
+    users = [value for instruction, value in final.instructions if instruction == "USER"]
+    uid, _, gid = (users[-1] if users else "").partition(":")
+    if not uid.isdigit():
+        found.append("the final stage needs a numeric USER (runAsNonRoot verifies a number)")
+    elif int(uid) == 0 or (gid.isdigit() and int(gid) == 0):
+        found.append("the final stage runs as root")
+    if not any(i == "COPY" and v.startswith("--from=") for i, v in final.instructions):
+        found.append("the final stage copies nothing from a build stage")
+    for instruction, value in final.instructions:
+        if instruction != "RUN":
+            continue
+        if re.search(
+            r"\b(apt-get|apt|apk|dnf|microdnf|yum)\b.*\binstall\b", value
+        ) and BUILD_TOOLS.search(value):
+            found.append(f"build tools in the final stage: {value}")
+        if re.search(r"\bpip3? install\b", value) and "--no-cache-dir" not in value:
+            found.append(f"pip cache kept in the final stage: {value}")
+    cmd = [v for i, v in final.instructions if i in {"CMD", "ENTRYPOINT"}]
+    if not cmd:
+        found.append("no CMD/ENTRYPOINT")
+    else:
+        try:
+            exec_form = isinstance(json.loads(cmd[-1]), list)
+        except json.JSONDecodeError:
+            exec_form = False
+        if not exec_form:
+            found.append("CMD in shell form: signals would not reach the process")
+    return found
+
+
 @pytest.mark.parametrize(
     "path", CONTAINERFILES, ids=[str(p.relative_to(PROJECT_ROOT)) for p in CONTAINERFILES]
 )
 def test_containerfile_properties(path: Path) -> None:
-    stages, parser = _stages(path)
-    assert len(stages) >= 2, "multi-stage: build tools stay in a builder stage"
-    for image in parser.parent_images:
-        if image.lower() != "scratch":
-            assert SLIM_BASE.search(image), f"base image {image!r} is not a slim/minimal image"
-    all_instructions = [i for stage in stages for i, _ in stage.instructions]
-    assert "HEALTHCHECK" not in all_instructions, "Kubernetes probes replace HEALTHCHECK"
-    for stage in stages:
-        for instruction, value in stage.instructions:
-            if instruction in {"ENV", "ARG"}:
-                for name in _env_names(value):
-                    assert not SECRET_NAME.search(name), f"{instruction} {name} bakes a secret"
+    assert problems(path) == []
 
-    final = stages[-1]
-    users = [value for instruction, value in final.instructions if instruction == "USER"]
-    assert users, "the final stage sets USER"
-    uid, _, gid = users[-1].partition(":")
-    assert uid.isdigit(), "USER is numeric so runAsNonRoot can verify it"
-    assert int(uid) != 0 and (not gid or int(gid) != 0)
-    assert any(
-        instruction == "COPY" and value.startswith("--from=")
-        for instruction, value in final.instructions
-    ), "the final stage copies the built result from an earlier stage"
-    for instruction, value in final.instructions:
-        if instruction != "RUN":
-            continue
-        if re.search(r"\b(apt-get|apt|apk|dnf|microdnf|yum)\b.*\binstall\b", value):
-            assert not BUILD_TOOLS.search(value), f"build tools in the final stage: {value}"
-        if re.search(r"\bpip3? install\b", value):
-            assert "--no-cache-dir" in value, f"pip cache kept in the final stage: {value}"
-    cmd = [
-        value for instruction, value in final.instructions if instruction in {"CMD", "ENTRYPOINT"}
-    ]
-    assert cmd, "the image says what it runs"
-    assert isinstance(json.loads(cmd[-1]), list), "exec form, so signals reach the process"
+
+GOOD = (PROJECT_ROOT / "Containerfile").read_text()
+BAD_VARIANTS = {
+    "single stage": (
+        'FROM python:3.11-slim\nCOPY app /app\nUSER 10001\nCMD ["python"]\n',
+        "single stage",
+    ),
+    "root": (GOOD.replace("USER 10001:10001", "USER 0"), "runs as root"),
+    "named user": (GOOD.replace("USER 10001:10001", "USER ticketrush"), "numeric USER"),
+    "healthcheck": (
+        GOOD + "HEALTHCHECK CMD curl -f http://localhost:8000/healthz\n",
+        "HEALTHCHECK",
+    ),
+    "secret env": (
+        GOOD.replace("PYTHONUNBUFFERED=1", "PYTHONUNBUFFERED=1 TR_JWT_SECRET=x"),
+        "bakes a secret",
+    ),
+    "build tools": (
+        GOOD.replace("WORKDIR /tmp", "RUN apt-get update && apt-get install -y gcc\nWORKDIR /tmp"),
+        "build tools in the final stage",
+    ),
+    "pip cache": (
+        GOOD.replace("WORKDIR /tmp", "RUN pip install httpx\nWORKDIR /tmp"),
+        "pip cache kept",
+    ),
+    "fat base": (GOOD.replace("python:3.11-slim-bookworm", "python:3.11-bookworm"), "not a slim"),
+    "shell cmd": (
+        GOOD.replace('CMD ["python", "-m", "app.api"]', "CMD python -m app.api"),
+        "shell form",
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(BAD_VARIANTS))
+def test_the_checks_catch_a_bad_containerfile(variant: str, tmp_path: Path) -> None:
+    text, expected = BAD_VARIANTS[variant]
+    path = tmp_path / "Containerfile"
+    path.write_text(text)
+    found = problems(path)
+    assert any(expected in problem for problem in found), found
 
 
 def test_app_image_entry_points_exist() -> None:
