@@ -64,7 +64,6 @@ class PostgresDatabase(pulumi.ComponentResource):
                     }
                 },
                 "postgresql": {"parameters": {"max_connections": "300"}},
-                "monitoring": {"enablePodMonitor": config.monitoring},
             },
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.operator, self.credentials, namespace]

@@ -152,6 +152,10 @@ def test_platform_declares_every_piece(program: Program, dashboards: Path) -> pu
             "kube-prometheus-stack",
             str(PROJECT_ROOT / "helm" / "ticket-rush"),
         }
+        app_release = releases[str(PROJECT_ROOT / "helm" / "ticket-rush")]
+        # The chart carries the ConcertSale CRD (crds/) and the operator: Helm installs both.
+        assert app_release.inputs.get("skipCrds") is False
+        assert app_release.inputs["values"]["operator"]["enabled"] is True
         (cluster,) = program.of_type("kubernetes:postgresql.cnpg.io/v1:Cluster")
         assert cluster.inputs["spec"]["bootstrap"]["initdb"]["database"] == "ticket_rush"
         (kafka,) = program.of_type("kubernetes:kafka.strimzi.io/v1beta2:Kafka")
