@@ -11,6 +11,9 @@ Settings (environment):
   `ticket-rush seed`) on sale and creates a sale opening LOADTEST_OPENS_IN_S (default 20) seconds
   later at LOADTEST_RATE fans/s (default 50), so early fans land in the pre-queue.
 - LOADTEST_MAX_WAIT_S: a fan gives up waiting after this long (default 600).
+- LOADTEST_STRATEGY: a booking strategy to ask for; by default the server picks (a concert sold
+  through a waiting room may answer 202 and book through the Kafka pipeline: the fan then polls
+  `GET /bookings/requests/{id}` for the outcome, as a real client does).
 
     locust -f loadtests/locustfile_rush.py --headless -u 2000 -r 100 -t 5m --host http://127.0.0.1:18000
 """
@@ -133,9 +136,12 @@ class Fan(HttpUser):
             ).json()["items"]
             if not seats:
                 self.finish("sold_out")
+            body: dict[str, Any] = {"seat_ids": [random.choice(seats)["id"]]}
+            if strategy := os.environ.get("LOADTEST_STRATEGY"):
+                body["strategy"] = strategy
             with self.client.post(
                 f"/concerts/{concert_id}/bookings",
-                json={"seat_ids": [random.choice(seats)["id"]]},
+                json=body,
                 headers=headers | {"Idempotency-Key": uuid.uuid4().hex},
                 name="/concerts/[id]/bookings",
                 catch_response=True,
@@ -143,9 +149,33 @@ class Fan(HttpUser):
                 if held.status_code == 409:
                     held.success()  # someone was faster: try another seat
                     continue
-            booking = held.json()
+            if held.status_code == 202:
+                booking_id = self.outcome(held.json()["request_id"])
+                if booking_id is None:
+                    continue  # the pipeline refused this seat: try another
+            else:
+                booking_id = held.json()["id"]
             paid = self.client.post(
-                f"/bookings/{booking['id']}/pay", headers=self.headers, name="/bookings/[id]/pay"
+                f"/bookings/{booking_id}/pay", headers=self.headers, name="/bookings/[id]/pay"
             )
             self.finish("ticket" if paid.status_code == 200 else f"pay_{paid.status_code}")
         self.finish("no_seat_after_retries")
+
+    def outcome(self, request_id: str) -> int | None:
+        """Poll an accepted (202) booking request: its booking id, or None if refused."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            result = self.client.get(
+                f"/bookings/requests/{request_id}",
+                headers=self.headers,
+                name="/bookings/requests/[id]",
+            ).json()
+            if result["status"] == "held":
+                return int(result["booking_id"])
+            if result["status"] == "rejected":
+                if result.get("reason") == "sold-out":
+                    self.finish("sold_out")
+                return None
+            time.sleep(0.3)
+        self.finish("no_outcome")  # never silence: this is what the counters must show
+        return None

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.booking.conftest import make_sale
 from tests.conftest import ROOT, LiveServer
@@ -26,9 +27,12 @@ from tests.queue.conftest import (  # noqa: F401 - fixtures used by name
 FANS = 6
 
 
+@pytest.mark.parametrize("strategy", ["", "redis_claim"], ids=["server-default", "kafka-pipeline"])
 async def test_rush_locustfile_buys_tickets(
+    strategy: str,
     queue_api: LiveServer,  # noqa: F811
     admission_workers: Callable[..., WorkerProcess],  # noqa: F811
+    booking_consumer: object,
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     tmp_path: Path,
@@ -43,7 +47,11 @@ async def test_rush_locustfile_buys_tickets(
         max_rate=200,
     )
     admission_workers()
-    env = os.environ | {"LOADTEST_SALE_ID": str(sale["id"]), "LOADTEST_MAX_WAIT_S": "40"}
+    env = os.environ | {
+        "LOADTEST_SALE_ID": str(sale["id"]),
+        "LOADTEST_MAX_WAIT_S": "40",
+        "LOADTEST_STRATEGY": strategy,
+    }
     result = subprocess.run(
         [
             sys.executable,
@@ -82,5 +90,7 @@ async def test_rush_locustfile_buys_tickets(
     assert rows["Aggregated"]["Failure Count"] == "0", rows
     for name in ("/sales/[id]/queue", "/concerts/[id]/bookings", "/bookings/[id]/pay"):
         assert int(rows[name]["Request Count"]) >= FANS, name
+    if strategy == "redis_claim":  # accepted (202), then the outcome polled
+        assert int(rows["/bookings/requests/[id]"]["Request Count"]) >= FANS
     mine = await client.get(f"/sales/{sale['id']}/stats", headers=admin_headers)
     assert mine.json()["completed"] == FANS
