@@ -4,6 +4,7 @@ how the stack config reaches them. The app release's values are rendered through
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import runpy
@@ -113,6 +114,19 @@ class Program:
 
     def get(self, name: str) -> Recorded:
         return self.mocks.resources[name]
+
+
+@pytest.fixture(autouse=True)
+def event_loop_for_pulumi() -> Iterator[None]:
+    """Pulumi's Outputs and mocks use the thread's current event loop; an earlier asyncio.run()
+    (session fixtures) leaves none set, so each test gets its own."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 @pytest.fixture
