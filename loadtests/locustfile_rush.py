@@ -3,7 +3,8 @@
 Each simulated fan signs up, logs in, joins the sale's waiting room, polls its place (at the
 interval the API recommends), books a seat with the admission token once admitted, pays, and
 stops: one purchase per fan, as in a real rush. Every fan must end with a definite answer
-(ticket, sold out or closed); the `rush` counters at the end say how many got which.
+(ticket, sold out or closed); the `rush` counters at the end say how many got which, and the run
+ends once every fan has one (or at `-t`).
 
 Settings (environment):
 - LOADTEST_SALE_ID: an existing sale to rush. Without it, test start logs in as
@@ -28,10 +29,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import gevent
 import httpx
 from locust import HttpUser, between, events, task
 from locust.env import Environment
 from locust.exception import StopUser
+from locust.runners import STATE_RUNNING
 
 PASSWORD = "rush-Fan-password-1"
 FINAL_STATES = {"sold_out", "closed"}
@@ -108,6 +111,14 @@ class Fan(HttpUser):
 
     def finish(self, outcome: str) -> None:
         outcomes[outcome] += 1
+        runner = self.environment.runner
+        # Every fan has a definite answer: nothing is left to measure, end the run now.
+        if (
+            runner is not None
+            and runner.state == STATE_RUNNING
+            and sum(outcomes.values()) >= (runner.target_user_count or 0)
+        ):
+            gevent.spawn(runner.quit)
         raise StopUser()
 
     @task

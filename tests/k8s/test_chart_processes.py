@@ -56,6 +56,7 @@ def command_line(container: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def chart_values(settings: Settings) -> dict[str, Any]:
+    suffix = uuid.uuid4().hex[:8]
     return {
         "secrets": {
             "existingSecret": "",
@@ -65,8 +66,9 @@ def chart_values(settings: Settings) -> dict[str, Any]:
             "operatorAdminEmail": f"operator-{uuid.uuid4().hex[:8]}@ticket-rush.example",
             "operatorAdminPassword": "operator-Pa55word-chart",
         },
-        "kafka": {"bootstrap": settings.kafka_bootstrap},
-        "redis": {"prefix": settings.redis_prefix},
+        # Own consumer group and Redis prefix: these processes must not touch other tests' state.
+        "kafka": {"bootstrap": settings.kafka_bootstrap, "consumerGroup": f"chart-{suffix}"},
+        "redis": {"prefix": f"{settings.redis_prefix}-chart-{suffix}"},
         # Free ports: other processes on this machine may hold the default ones.
         "api": {"port": free_port(), "workers": 1, "service": {"port": free_port()}},
         "admission": {"metricsPort": free_port()},
