@@ -7,6 +7,7 @@ TR := $(VENV)/bin/ticket-rush
 PYTEST_WORKERS ?= 2
 
 .PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking bench-spike clean k8s-demo
+.PHONY: kind-up kind-deploy kind-loadtest kind-down
 
 help:
 	@echo "make demo          a full ticket rush on the local stack (FANS=50000 SEATS=5000) + report"
@@ -17,6 +18,7 @@ help:
 	@echo "make bench-catalog catalog read benchmark + 1M-row migration timing"
 	@echo "make bench-spike   queue join/status vs no-op, consumer vs pgbench, time to sell out"
 	@echo "make k8s-demo      Kubernetes API emulator + kopf operator + local stack: a ConcertSale's phases"
+	@echo "make kind-up kind-deploy kind-loadtest   the platform on a local kind cluster (Docker)"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -28,8 +30,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app tests loadtests operator
-	$(VENV)/bin/mypy app tests loadtests operator/ticket_rush_operator
+	$(VENV)/bin/ruff check app tests loadtests operator infra
+	$(VENV)/bin/mypy app tests loadtests operator/ticket_rush_operator infra
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
@@ -81,6 +83,20 @@ k8s-demo: $(STAMP)
 bench-booking: $(STAMP)
 	$(TR) stack up
 	$(PY) -m loadtests.bench_booking --out reports/booking
+
+# Kubernetes on kind (needs docker, kind, kubectl and the Pulumi CLI; none exists on the dev
+# machines, so these fail early there). USERS / SPAWN_RATE / DURATION tune kind-loadtest.
+kind-up:
+	infra/kind/kind.sh up
+
+kind-deploy:
+	infra/kind/kind.sh deploy
+
+kind-loadtest: $(STAMP)
+	infra/kind/kind.sh loadtest
+
+kind-down:
+	infra/kind/kind.sh down
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache

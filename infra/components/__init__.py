@@ -1,0 +1,1 @@
+"""Pulumi ComponentResources of the Ticket-Rush platform; `__main__.py` composes them."""
