@@ -174,7 +174,7 @@ class StompSession:
             try:
                 msg = await asyncio.wait_for(self.ws.receive(), timeout=timeout)
             except TimeoutError:
-                what = "CONNECT" if self.user is None else "a frame or heart-beat"
+                what = "CONNECT" if self.user is None else "frame or heart-beat"
                 self._fail(ProtocolError(f"No {what} received in time."))
                 return
             if msg["type"] == "websocket.disconnect":

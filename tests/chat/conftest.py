@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from typing import Any
 import httpx
 import pytest
 import stomp
+import websockets
 from stomp.adapter.ws import WSStompConnection
+from websockets.typing import Subprotocol
 
 from app.core.config import Settings
 from app.core.security import issue_access_token
@@ -277,3 +280,30 @@ async def stomppy() -> AsyncIterator[Callable[..., Any]]:
     for client in started:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(client.conn.disconnect)
+
+
+# A raw WebSocket peer, for what real clients never send ------------------------------------
+
+
+@asynccontextmanager
+async def raw_stomp(url: str, subprotocols: list[str] | None = None) -> AsyncIterator[Any]:
+    async with websockets.connect(
+        url,
+        subprotocols=[Subprotocol(p) for p in subprotocols] if subprotocols else None,
+        open_timeout=10,
+    ) as ws:
+        yield ws
+
+
+def connect_frame(token: str, heart_beat: str = "0,0") -> str:
+    return f"CONNECT\naccept-version:1.2\nheart-beat:{heart_beat}\npasscode:{token}\n\n\x00"
+
+
+async def recv_frame(ws: Any, timeout: float = 5) -> str:
+    data = await asyncio.wait_for(ws.recv(), timeout=timeout)
+    return data if isinstance(data, str) else data.decode()
+
+
+def headers_of(frame: str) -> dict[str, str]:
+    head = frame.split("\n\n", 1)[0].split("\n")[1:]
+    return dict(line.split(":", 1) for line in head)

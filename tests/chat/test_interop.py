@@ -4,10 +4,15 @@ other, fan-out through Redis between them."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
+from pydantic import SecretStr
 
+from app.core.config import Settings
+from app.core.security import issue_access_token
 from tests.chat.conftest import Room, ws_url
 
 
@@ -49,3 +54,86 @@ async def test_stompjs_and_stomppy_chat_across_two_processes(
     texts = [m["text"] for m in r.json()["items"]]
     assert sorted(texts) == ["hello from node", "hello from python"]
     assert {m["user_id"] for m in r.json()["items"]} == {alice.user_id, bob.user_id}
+
+
+async def test_history_replayed_on_subscribe_then_live(
+    chat_apis: Any, room: Room, users: Any, stompjs: Any, stomppy: Any
+) -> None:
+    """The last N (5 here) entries arrive first, oldest first and flagged, then live ones."""
+    a, b = chat_apis
+    alice, bob, carol = await users(3)
+    for user in (alice, bob):
+        js = await stompjs(ws_url(a), connectHeaders={"passcode": user.token})
+        await js.next("connected")
+        for i in range(3):
+            await js.op(op="send", destination=room.destination, body=f"{user.user_id}-{i}", receipt=f"r{i}")
+            await js.next("receipt", lambda e, i=i: e["id"] == f"r{i}")
+        await js.op(op="disconnect")
+    sent = [f"{u.user_id}-{i}" for u in (alice, bob) for i in range(3)]
+
+    py = await stomppy(b, carol.token)
+    await py.next("connected")
+    await py.call(py.conn.subscribe, room.destination, id="h", ack="auto")
+    replay = [await py.next("message") for _ in range(5)]
+    assert [json.loads(f.body)["text"] for f in replay] == sent[-5:]
+    assert all(f.headers["history"] == "true" for f in replay)
+    ids = [json.loads(f.body)["id"] for f in replay]
+    assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
+
+    await py.call(py.conn.send, room.destination, "live one")
+    live = await py.next("message")
+    assert json.loads(live.body)["text"] == "live one"
+    assert "history" not in live.headers
+
+
+async def test_token_in_authorization_header_or_query(
+    chat_apis: Any, room: Room, users: Any, stompjs: Any
+) -> None:
+    a, b = chat_apis
+    (alice,) = await users(1)
+    by_header = await stompjs(ws_url(a), connectHeaders={"Authorization": f"Bearer {alice.token}"})
+    assert (await by_header.next("connected"))["headers"]["user-name"] == str(alice.user_id)
+    by_query = await stompjs(ws_url(b, f"access_token={alice.token}"))
+    assert (await by_query.next("connected"))["headers"]["user-name"] == str(alice.user_id)
+
+
+def _token(settings: Settings, **changes: Any) -> str:
+    now = datetime.now(UTC)
+    payload = {
+        "sub": "1",
+        "role": "fan",
+        "jti": "x",
+        "iat": now - timedelta(hours=1),
+        "exp": now - timedelta(minutes=1),
+        "aud": settings.jwt_audience,
+        "iss": settings.jwt_issuer,
+        "typ": "access",
+    } | changes
+    return jwt.encode(payload, settings.jwt_secret.get_secret_value(), settings.jwt_algorithm)
+
+
+async def test_missing_expired_or_forged_token_is_an_error_frame_then_close(
+    chat_apis: Any, settings: Settings, stompjs: Any, stomppy: Any
+) -> None:
+    a, b = chat_apis
+    expired = _token(settings)
+    forged = issue_access_token(
+        settings.model_copy(update={"jwt_secret": SecretStr("not-the-server-secret-" * 3)}),
+        user_id=1,
+        role="admin",
+    )[0]
+    for token in (None, expired, forged):
+        headers = {"passcode": token} if token else {}
+        js = await stompjs(ws_url(a), connectHeaders=headers)
+        error = await js.next("error")
+        assert error["headers"]["message"] == "Invalid or expired token"
+        assert error["headers"]["type"].endswith("/invalid-token")
+        await js.next("close")
+        assert not [e for e in js.log if e["type"] == "connected"]
+
+        py = await stomppy(b, token)
+        frame = await py.next("error")
+        assert frame.headers["message"] == "Invalid or expired token"
+        await py.next("disconnected")
+    async with httpx.AsyncClient(base_url=a.url) as http:
+        assert (await http.get("/healthz")).status_code == 200
