@@ -66,7 +66,9 @@ async def test_history_replayed_on_subscribe_then_live(
         js = await stompjs(ws_url(a), connectHeaders={"passcode": user.token})
         await js.next("connected")
         for i in range(3):
-            await js.op(op="send", destination=room.destination, body=f"{user.user_id}-{i}", receipt=f"r{i}")
+            await js.op(
+                op="send", destination=room.destination, body=f"{user.user_id}-{i}", receipt=f"r{i}"
+            )
             await js.next("receipt", lambda e, i=i: e["id"] == f"r{i}")
         await js.op(op="disconnect")
     sent = [f"{u.user_id}-{i}" for u in (alice, bob) for i in range(3)]
