@@ -7,6 +7,7 @@ TR := $(VENV)/bin/ticket-rush
 PYTEST_WORKERS ?= 2
 
 .PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking clean
+.PHONY: chat-js bench-chat
 
 help:
 	@echo "make demo          local stack + seeded catalog + scripted tour with a report"
@@ -15,6 +16,7 @@ help:
 	@echo "make dev           local stack with the API (ticket-rush stack up --with-app)"
 	@echo "make down          stop everything the local stack started"
 	@echo "make bench-catalog catalog read benchmark + 1M-row migration timing"
+	@echo "make bench-chat    1,000 STOMP subscribers over 2 API processes vs raw Redis pub/sub"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -29,10 +31,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests loadtests
 	$(VENV)/bin/mypy app tests loadtests
 
-test: $(STAMP)
+test: $(STAMP) chat-js
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
-test-quick: $(STAMP)
+test-quick: $(STAMP) chat-js
 	$(PY) -m pytest -m "not slow" -q
 
 dev: $(STAMP)
@@ -58,6 +60,19 @@ bench-catalog: $(STAMP)
 bench-booking: $(STAMP)
 	$(TR) stack up
 	$(PY) -m loadtests.bench_booking --out reports/booking
+
+# Chat interop tests drive a real stompjs client (tests/chat/js): Node 20 + the locked packages.
+CHAT_JS := tests/chat/js/node_modules/.package-lock.json
+$(CHAT_JS): tests/chat/js/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	cd tests/chat/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CHAT_JS)
+
+chat-js: $(CHAT_JS)
+
+bench-chat: $(STAMP)
+	$(TR) stack up
+	$(PY) -m loadtests.bench_chat --out reports/chat
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache

@@ -63,6 +63,8 @@ class ChatStore:
         self, room: str, *, count: int, before: str | None = None
     ) -> list[tuple[str, dict[str, Any]]]:
         """The newest `count` entries older than `before`, oldest first."""
+        if count <= 0:
+            return []
         top = f"({before}" if before else "+"
         rows: list[tuple[bytes, dict[bytes, bytes]]] = await self.redis.xrevrange(
             self._history(room), max=top, min="-", count=count
