@@ -17,6 +17,7 @@ from redis.asyncio.client import PubSub
 
 from app.chat import service
 from app.chat.errors import Banned
+from app.chat.metrics import CHAT_DELIVERIES
 from app.chat.schemas import ChatMessage
 from app.core.problems import ProblemError
 from app.core.state import AppState
@@ -81,7 +82,9 @@ class ChatHub:
 
     async def leave(self, room: str, subscriber: Subscriber, subscription_id: str) -> None:
         local = self._rooms.get(room, {})
-        if local.pop((subscriber, subscription_id), 0) is None:
+        key = (subscriber, subscription_id)
+        if key in local:
+            del local[key]
             users = self._users[room]
             users[subscriber.user_id] -= 1
             if users[subscriber.user_id] <= 0:
@@ -141,6 +144,7 @@ class ChatHub:
         delivery = Delivery(message, message.model_dump_json().encode())
         for subscriber, subscription_id in list(local):
             subscriber.deliver(subscription_id, delivery)
+        CHAT_DELIVERIES.inc(len(local))
 
     async def _refresh_presence(self) -> None:
         ttl = self.state.settings.chat_presence_ttl_s
@@ -151,9 +155,6 @@ class ChatHub:
                     await self.store.presence_refresh(room, [self._member(u) for u in users], ttl)
                 except Exception:
                     log.warning("chat_presence_refresh_failed", room=room, exc_info=True)
-
-    async def online_users(self, room: str) -> int:
-        return await self.store.online_users(room)
 
     async def close(self) -> None:
         for task in self._tasks:

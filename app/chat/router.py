@@ -27,7 +27,7 @@ from app.core.types import Id
 router = APIRouter(tags=["chat"])
 
 RoomPath = Annotated[RoomName, Path(description="`artist.<id>` or `concert.<id>`")]
-MessageId = Annotated[str, Path(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")]
+MessageId = Annotated[str, Path(pattern=r"^[0-9]{1,19}-[0-9]{1,19}$")]
 Kind = Annotated[str, Path(pattern=r"^(mutes|bans)$")]
 _KIND = {"mutes": "mute", "bans": "ban"}
 
@@ -57,7 +57,7 @@ async def list_messages(
     user: CurrentUser,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[str | None, Query(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")] = None,
+    before: Annotated[str | None, Query(pattern=r"^[0-9]{1,19}-[0-9]{1,19}$")] = None,
 ) -> MessagePage:
     """Recent history, oldest first; page back with `before=<next_before>`."""
     checked = await _room(state, room)

@@ -20,6 +20,7 @@ from app.chat.errors import (
     SendRateLimited,
     SlowMode,
 )
+from app.chat.metrics import CHAT_POSTS
 from app.chat.rooms import Room, RoomKind
 from app.chat.schemas import MESSAGE_EVENT, ChatMessage, RoomRead, SanctionCreate, SanctionRead
 from app.chat.store import ChatStore
@@ -114,6 +115,7 @@ async def post_message(
         "text": text,
     }
     message_id = await store.append(room.name, entry, keep=settings.chat_history_len)
+    CHAT_POSTS.labels(MESSAGE_EVENT).inc()
     return message_of(message_id, entry)
 
 
@@ -127,6 +129,7 @@ async def post_system_event(
     message_id = await store_of(state).append(
         checked.name, entry, keep=state.settings.chat_history_len
     )
+    CHAT_POSTS.labels(event).inc()
     return message_of(message_id, entry)
 
 

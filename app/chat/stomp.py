@@ -20,6 +20,7 @@ from app.auth.service import authenticate
 from app.chat import service
 from app.chat.frames import HEARTBEAT, Frame, FrameError, FrameParser, encode
 from app.chat.hub import ChatHub, Delivery
+from app.chat.metrics import CHAT_CONNECTIONS, CHAT_ERRORS
 from app.chat.rooms import Room
 from app.core.problems import ProblemError, RateLimited
 from app.core.security import AccessClaims
@@ -117,6 +118,7 @@ class StompSession:
         if receipt is not None:
             headers["receipt-id"] = receipt
         self._queue(Frame("ERROR", headers, error.detail.encode()))
+        CHAT_ERRORS.labels(error.slug).inc()
         self._closing = True
         self.outbox.put_nowait(None)
 
@@ -217,10 +219,11 @@ class StompSession:
             "SEND": self._send,
             "SUBSCRIBE": self._subscribe,
             "UNSUBSCRIBE": self._unsubscribe,
-            "DISCONNECT": self._disconnect,
         }.get(frame.command)
         if handler is not None:
             await handler(frame)
+        elif frame.command == "DISCONNECT":
+            return  # the receipt is sent and the connection closed by the read loop
         elif frame.command in {"CONNECT", "STOMP"}:
             raise ProtocolError("Already connected.")
         elif frame.command in {"ACK", "NACK"}:
@@ -312,14 +315,12 @@ class StompSession:
         assert self.user is not None
         await service.post_message(self.state, room=room, user=self.user, body=frame.body)
 
-    async def _disconnect(self, frame: Frame) -> None:
-        return None
-
     # Lifecycle --------------------------------------------------------------------------
 
     async def run(self) -> None:
         offered = list(self.ws.scope.get("subprotocols") or [])
         await self.ws.accept(subprotocol=pick_subprotocol(offered))
+        CHAT_CONNECTIONS.inc()
         started = time.monotonic()
         reader = asyncio.create_task(self._read())
         writer = asyncio.create_task(self._write())
@@ -347,4 +348,5 @@ class StompSession:
             self.subscriptions.clear()
             with contextlib.suppress(Exception):
                 await self.ws.close()
+            CHAT_CONNECTIONS.dec()
             log.debug("stomp_session_closed", seconds=round(time.monotonic() - started, 3))

@@ -63,9 +63,14 @@ class ChatStore:
         self, room: str, *, count: int, before: str | None = None
     ) -> list[tuple[str, dict[str, Any]]]:
         """The newest `count` entries older than `before`, oldest first."""
+        top = "+"
+        if before is not None:
+            ms, _, seq = before.partition("-")
+            if int(ms) == 0 and int(seq) == 0:
+                return []  # nothing is older than the first possible id
+            top = f"({int(ms)}-{int(seq)}"
         if count <= 0:
             return []
-        top = f"({before}" if before else "+"
         rows: list[tuple[bytes, dict[bytes, bytes]]] = await self.redis.xrevrange(
             self._history(room), max=top, min="-", count=count
         )  # type: ignore[assignment]
