@@ -1,7 +1,7 @@
 """Chat fan-out benchmark: 1,000 STOMP subscribers in one room over 2 API processes, one sender.
 
     python -m loadtests.bench_chat --out reports/chat [--subscribers 1000] [--rate 10]
-        [--duration 30] [--drivers 2]
+        [--duration 20] [--drivers 2] [--rounds 2]
 
 Two phases with the same subscriber count, message rate, payload size and driver processes:
 
@@ -9,9 +9,12 @@ Two phases with the same subscriber count, message rate, payload size and driver
          API processes (one uvicorn worker each, own ports) subscribed to `/topic/artist.<id>`;
          one more connection SENDs `--rate` messages per second for `--duration` seconds. Every
          message goes sender -> API -> Redis (XADD + PUBLISH) -> both APIs -> every subscriber.
-  redis  the reference: the same number of raw Redis pub/sub subscriptions (one connection each)
-         on one channel and one publisher at the same rate: what Redis pub/sub fan-out costs with
-         the same client processes, without the API in between.
+  redis  the reference: the same number of raw Redis pub/sub subscriptions (one connection each,
+         a bare RESP reader) on one channel and one publisher at the same rate: what Redis
+         pub/sub fan-out costs with the same client processes, without the API in between.
+
+The phases alternate for `--rounds` rounds, so that load from elsewhere on a shared machine
+hits both alike; the report gives the pooled figures and each round's.
 
 Latency is receive time minus the sender's timestamp in the message (one machine, one clock),
 collected in 100 us bins by `--drivers` subscriber processes. Delivered/expected counts every
@@ -37,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import websockets
@@ -66,9 +70,12 @@ BIN_US = 100
 class Params:
     subscribers: int = 1000
     rate: float = 10.0
-    duration_s: float = 30.0
+    duration_s: float = 20.0
     drivers: int = 2
     drain_s: float = 5.0
+    # Phases alternate (stomp, redis, stomp, redis, ...) so that load from elsewhere on a shared
+    # machine hits both alike; each round is reported as well as the merged figures.
+    rounds: int = 2
 
 
 # --- subscriber driver processes ---------------------------------------------------------------
@@ -110,28 +117,49 @@ async def _stomp_subscriber(
         ready.set()
         seen: set[int] = set()
         async for data in ws:
-            frame = data if isinstance(data, str) else data.decode()
-            if frame.startswith("MESSAGE"):
-                _record(tally, seen, json.loads(frame[frame.index("\n\n") + 2 : -1]), start)
+            text = data if isinstance(data, str) else data.decode()
+            # One WebSocket message may carry several frames; bodies are JSON (no raw NUL).
+            for frame in text.split("\x00"):
+                if frame.startswith("MESSAGE"):
+                    _record(tally, seen, json.loads(frame[frame.index("\n\n") + 2 :]), start)
 
 
 async def _redis_subscriber(
     url: str, channel: str, tally: Tally, start: float, ready: asyncio.Event
 ) -> None:
-    redis = Redis.from_url(url)
-    pubsub = redis.pubsub()
+    # A bare RESP reader on one socket, not redis-py: the reference is meant to show what Redis
+    # fan-out itself costs, and redis-py's pub/sub (pure-Python parser, health checks, locks per
+    # call) would put more client overhead into it than the STOMP side's WebSocket client has.
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(
+        parts.hostname or "127.0.0.1", parts.port or 6379
+    )
+    name = channel.encode()
+    writer.write(b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(name), name))
+    await writer.drain()
+    confirm = b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (len(name), name)
+    buf = await reader.readexactly(len(confirm))
+    assert buf == confirm, buf
+    tally.connected += 1
+    ready.set()
+    head = b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$" % (len(name), name)
+    seen: set[int] = set()
+    buf = b""
     try:
-        await pubsub.subscribe(channel)
-        tally.connected += 1
-        ready.set()
-        seen: set[int] = set()
-        while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-            if msg is not None:
-                _record(tally, seen, json.loads(msg["data"]), start)
+        while chunk := await reader.read(65536):
+            buf += chunk
+            while len(buf) > len(head):
+                assert buf.startswith(head), buf[:80]
+                eol = buf.find(b"\r\n", len(head))
+                if eol < 0:
+                    break
+                end = eol + 2 + int(buf[len(head) : eol])
+                if len(buf) < end + 2:
+                    break
+                _record(tally, seen, json.loads(buf[eol + 2 : end]), start)
+                buf = buf[end + 2 :]
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
-        await redis.aclose()
+        writer.close()
 
 
 async def driver(config: dict[str, Any]) -> dict[str, Any]:
@@ -430,30 +458,33 @@ async def run(params: Params) -> dict[str, Any]:
                 )
                 return int(r.json()["online_users"])
 
-        stomp = await run_phase(
-            "stomp",
-            params,
-            work,
-            targets=targets,
-            destination=destination,
-            redis_url=settings.redis_url,
-            channel="",
-            send=lambda: send_at_rate(ws_urls[0], tokens[0], destination, params),
-            cpu_groups={"api": [a.pid for a in apis], "redis": [redis_pid]},
-            check_presence=presence,
-        )
         channel = f"{prefix}:raw-reference"
-        reference = await run_phase(
-            "redis",
-            params,
-            work,
-            targets=[],
-            destination="",
-            redis_url=settings.redis_url,
-            channel=channel,
-            send=lambda: publish_at_rate(redis, channel, room, params),
-            cpu_groups={"api": [a.pid for a in apis], "redis": [redis_pid]},
-        )
+        phases: list[dict[str, Any]] = []
+        for number in range(1, params.rounds + 1):
+            stomp = await run_phase(
+                "stomp",
+                params,
+                work,
+                targets=targets,
+                destination=destination,
+                redis_url=settings.redis_url,
+                channel="",
+                send=lambda: send_at_rate(ws_urls[0], tokens[0], destination, params),
+                cpu_groups={"api": [a.pid for a in apis], "redis": [redis_pid]},
+                check_presence=presence,
+            )
+            reference = await run_phase(
+                "redis",
+                params,
+                work,
+                targets=[],
+                destination="",
+                redis_url=settings.redis_url,
+                channel=channel,
+                send=lambda: publish_at_rate(redis, channel, room, params),
+                cpu_groups={"api": [a.pid for a in apis], "redis": [redis_pid]},
+            )
+            phases += [stomp | {"round": number}, reference | {"round": number}]
     finally:
         for api in apis:
             stop_process(api.pid)
@@ -461,7 +492,53 @@ async def run(params: Params) -> dict[str, Any]:
             await redis.delete(key)
         await redis.aclose()
         await drop_database(db_url)
-    return {"params": asdict(params), "machine": machine_info(), "phases": [stomp, reference]}
+    merged = [merge([p for p in phases if p["mode"] == mode]) for mode in ("stomp", "redis")]
+    return {
+        "params": asdict(params),
+        "machine": machine_info(),
+        "phases": merged,
+        "rounds": phases,
+    }
+
+
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """All rounds of one mode as one: sums, and percentiles of the pooled latency bins."""
+    bins: Counter[int] = Counter()
+    for r in runs:
+        bins.update({int(k): v for k, v in r["latency_bins"].items()})
+    total = {
+        k: sum(r[k] for r in runs)
+        for k in ("sent", "expected", "delivered", "duplicates", "lost", "failed_connections")
+    }
+    send_s = sum(r["send_s"] for r in runs)
+    cpu = {k: round(sum(r["cpu_s"].get(k, 0.0) for r in runs), 2) for k in runs[0]["cpu_s"]}
+    return (
+        runs[0]
+        | total
+        | {
+            "rounds": len(runs),
+            "send_s": round(send_s, 2),
+            "connect_s": max(r["connect_s"] for r in runs),
+            "online_users": runs[0]["online_users"],
+            "deliveries_per_s": round(total["delivered"] / send_s, 1),
+            "latency_ms": percentiles(bins),
+            "latency_bins": {str(k): v for k, v in sorted(bins.items())},
+            "cpu_s": cpu,
+            "per_round": [
+                {
+                    "round": r["round"],
+                    "latency_ms": r["latency_ms"],
+                    "machine_busy_share": busy_share(r),
+                }
+                for r in runs
+            ],
+        }
+    )
+
+
+def busy_share(phase: dict[str, Any]) -> float:
+    capacity = phase["cpu_s"].get("machine_capacity", 0.0)
+    return round(phase["cpu_s"].get("machine_busy", 0.0) / capacity, 3) if capacity else 0.0
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> int:
@@ -507,6 +584,17 @@ ROWS: list[tuple[str, Cell]] = [
     ("latency p90 (ms)", lambda p: str(p["latency_ms"].get("p90", "-"))),
     ("latency p99 (ms)", lambda p: str(p["latency_ms"].get("p99", "-"))),
     ("latency max (ms)", lambda p: str(p["latency_ms"].get("max", "-"))),
+    (
+        "p50 / p99 by round (ms)",
+        lambda p: ", ".join(
+            f"{r['latency_ms'].get('p50', '-')} / {r['latency_ms'].get('p99', '-')}"
+            for r in p["per_round"]
+        ),
+    ),
+    (
+        "machine busy by round (all processes)",
+        lambda p: ", ".join(f"{r['machine_busy_share']:.0%}" for r in p["per_round"]),
+    ),
     ("CPU s: API processes", lambda p: str(p["cpu_s"].get("api", 0))),
     ("CPU s: redis-server", lambda p: str(p["cpu_s"].get("redis", 0))),
     ("CPU s: subscriber drivers", lambda p: str(p["cpu_s"].get("drivers", 0))),
@@ -541,7 +629,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Workload: {p['subscribers']} subscribers in one room (`/topic/artist.<id>`), split "
         "evenly over 2 API processes (one uvicorn worker each), one sender at "
         f"{p['rate']} messages/s for {p['duration_s']} s, {p['drivers']} subscriber driver "
-        f"processes, {p['drain_s']} s drain. "
+        f"processes, {p['drain_s']} s drain; {p['rounds']} rounds, phases alternating. "
         "Reference in the same run: the same number of raw Redis pub/sub subscriptions on one "
         "channel, one publisher at the same rate and payload shape, the same driver processes.",
         "",
@@ -600,9 +688,11 @@ def plot(report: dict[str, Any], out_dir: Path) -> None:
             xs.append((b + 1) * BIN_US / 1000)
             ys.append(running / total)
         left.plot(xs, ys, label=label)
+    for phase in report["rounds"]:
         seconds = sorted((int(k), v) for k, v in phase["per_second"].items())
         if seconds:
             first = seconds[0][0]
+            label = f"{phase['mode']} round {phase['round']}"
             right.plot([s - first for s, _ in seconds], [v for _, v in seconds], label=label)
     left.set_xscale("log")
     left.set_xlabel("delivery latency (ms, log)")
@@ -629,6 +719,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=Params.rate)
     parser.add_argument("--duration", type=float, default=Params.duration_s)
     parser.add_argument("--drivers", type=int, default=Params.drivers)
+    parser.add_argument("--rounds", type=int, default=Params.rounds)
     parser.add_argument("--driver", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.driver:
@@ -638,7 +729,11 @@ def main(argv: list[str] | None = None) -> None:
         print("done", flush=True)
         os._exit(0)  # connections are torn down by the OS; no goodbye needed
     params = Params(
-        subscribers=args.subscribers, rate=args.rate, duration_s=args.duration, drivers=args.drivers
+        subscribers=args.subscribers,
+        rate=args.rate,
+        duration_s=args.duration,
+        drivers=args.drivers,
+        rounds=args.rounds,
     )
     sys.exit(write_report(asyncio.run(run(params)), args.out))
 

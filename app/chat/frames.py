@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 NUL = b"\x00"
-HEARTBEAT = b"\n"
+HEARTBEAT = "\n"
 
 CLIENT_COMMANDS = frozenset(
     {

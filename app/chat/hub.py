@@ -25,12 +25,15 @@ from app.core.state import AppState
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
     """One published entry, with its JSON body encoded once for all local subscribers."""
 
     message: ChatMessage
     body: bytes
+    # The MESSAGE frame after its per-subscription headers, built by the first session that
+    # sends it: 1,000 subscribers cost one encoding, not 1,000.
+    tail: str | None = None
 
 
 class Subscriber(Protocol):

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app.auth.errors import InvalidToken
 from app.auth.service import authenticate
 from app.chat import service
-from app.chat.frames import HEARTBEAT, Frame, FrameError, FrameParser, encode
+from app.chat.frames import HEARTBEAT, Frame, FrameError, FrameParser, encode, escape
 from app.chat.hub import ChatHub, Delivery
 from app.chat.metrics import CHAT_CONNECTIONS, CHAT_ERRORS
 from app.chat.rooms import Room
@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 SERVER = "ticket-rush/0.1"
 CONNECT_TIMEOUT_S = 10.0
+_COALESCE_CHARS = 64 * 1024
 _session_ids = itertools.count(1)
 
 
@@ -70,6 +71,22 @@ class _Subscription:
     replayed_up_to: tuple[int, int] | None = None
 
 
+def _message_tail(room: Room, delivery: Delivery, *, history: bool) -> str:
+    message = delivery.message
+    headers = {
+        "destination": room.destination,
+        "content-type": "application/json",
+        "chat-id": message.id,
+        "event": message.event,
+        "sent-at": message.sent_at.isoformat(),
+        "content-length": str(len(delivery.body)),
+    }
+    if history:
+        headers["history"] = "true"
+    lines = "".join(f"{escape(k)}:{escape(v)}\n" for k, v in headers.items())
+    return f"{lines}\n{delivery.body.decode()}\x00"
+
+
 def _heartbeats(value: str) -> tuple[int, int]:
     try:
         cx, cy = (int(v) for v in value.split(","))
@@ -91,7 +108,7 @@ class StompSession:
         self.user: AccessClaims | None = None
         self.user_id = 0
         self.subscriptions: dict[str, _Subscription] = {}
-        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self.send_every_s = 0.0
         self.expect_every_s = 0.0
         self._message_seq = itertools.count(1)
@@ -101,7 +118,7 @@ class StompSession:
 
     def _queue(self, frame: Frame) -> None:
         if not self._closing:
-            self.outbox.put_nowait(encode(frame))
+            self.outbox.put_nowait(encode(frame).decode())
 
     def _fail(self, error: ProblemError, *, receipt: str | None = None) -> None:
         """Queue an ERROR frame and the close after it."""
@@ -138,19 +155,17 @@ class StompSession:
         if self.outbox.qsize() >= self.settings.chat_outbox_frames:
             self._fail(ProtocolError("You are not reading fast enough; reconnect."))
             return
-        message = delivery.message
-        headers = {
-            "subscription": sub.id,
-            "message-id": f"{self.session_id}-{next(self._message_seq)}",
-            "destination": sub.room.destination,
-            "content-type": "application/json",
-            "chat-id": message.id,
-            "event": message.event,
-            "sent-at": message.sent_at.isoformat(),
-        }
         if history:
-            headers["history"] = "true"
-        self._queue(Frame("MESSAGE", headers, delivery.body))
+            tail = _message_tail(sub.room, delivery, history=True)
+        elif delivery.tail is None:
+            tail = delivery.tail = _message_tail(sub.room, delivery, history=False)
+        else:
+            tail = delivery.tail
+        if not self._closing:
+            message_id = f"{self.session_id}-{next(self._message_seq)}"
+            self.outbox.put_nowait(
+                f"MESSAGE\nsubscription:{escape(sub.id)}\nmessage-id:{message_id}\n{tail}"
+            )
 
     async def _write(self) -> None:
         while True:
@@ -163,7 +178,20 @@ class StompSession:
                 data = HEARTBEAT
             if data is None:
                 return
-            await self.ws.send_text(data.decode())
+            # Whatever queued up meanwhile goes in the same WebSocket message (STOMP frames are
+            # self-delimiting; stompjs and stomp-py split them): under load one write carries
+            # many frames, which is what keeps a busy process from falling behind.
+            parts, size, last = [data], len(data), False
+            while size < _COALESCE_CHARS and not self.outbox.empty():
+                more = self.outbox.get_nowait()
+                if more is None:
+                    last = True
+                    break
+                parts.append(more)
+                size += len(more)
+            await self.ws.send_text(parts[0] if len(parts) == 1 else "".join(parts))
+            if last:
+                return
 
     # Incoming ---------------------------------------------------------------------------
 

@@ -285,23 +285,51 @@ async def stomppy() -> AsyncIterator[Callable[..., Any]]:
 # A raw WebSocket peer, for what real clients never send ------------------------------------
 
 
+@dataclass
+class RawPeer:
+    """A WebSocket client that hands out one STOMP frame at a time (the server may put several
+    in one WebSocket message)."""
+
+    ws: Any
+    pending: list[str] = field(default_factory=list)
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.ws.subprotocol
+
+    async def send(self, data: str) -> None:
+        await self.ws.send(data)
+
+    async def recv(self) -> str:
+        if self.pending:
+            return self.pending.pop(0)
+        data = await self.ws.recv()
+        text = data if isinstance(data, str) else data.decode()
+        if text == "\n":
+            return text  # a heart-beat
+        # Server frames carry no raw NUL (bodies are JSON or text/plain): split on it.
+        frames = [f + "\x00" for f in text.split("\x00")[:-1]]
+        assert frames and text.endswith("\x00"), text
+        self.pending = frames[1:]
+        return frames[0]
+
+
 @asynccontextmanager
-async def raw_stomp(url: str, subprotocols: list[str] | None = None) -> AsyncIterator[Any]:
+async def raw_stomp(url: str, subprotocols: list[str] | None = None) -> AsyncIterator[RawPeer]:
     async with websockets.connect(
         url,
         subprotocols=[Subprotocol(p) for p in subprotocols] if subprotocols else None,
         open_timeout=10,
     ) as ws:
-        yield ws
+        yield RawPeer(ws)
 
 
 def connect_frame(token: str, heart_beat: str = "0,0") -> str:
     return f"CONNECT\naccept-version:1.2\nheart-beat:{heart_beat}\npasscode:{token}\n\n\x00"
 
 
-async def recv_frame(ws: Any, timeout: float = 5) -> str:
-    data = await asyncio.wait_for(ws.recv(), timeout=timeout)
-    return data if isinstance(data, str) else data.decode()
+async def recv_frame(peer: RawPeer, timeout: float = 5) -> str:
+    return await asyncio.wait_for(peer.recv(), timeout=timeout)
 
 
 def headers_of(frame: str) -> dict[str, str]:

@@ -82,6 +82,14 @@ async def test_history_replayed_on_subscribe_then_live(
     ids = [json.loads(f.body)["id"] for f in replay]
     assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
 
+    # The replay and the receipt leave in one WebSocket message: stompjs splits it too.
+    js = await stompjs(ws_url(a), connectHeaders={"passcode": carol.token})
+    await js.next("connected")
+    await js.op(op="subscribe", destination=room.destination, id="j", receipt="j")
+    replay_js = [await js.next("message") for _ in range(5)]
+    assert [json.loads(e["body"])["text"] for e in replay_js] == sent[-5:]
+    await js.next("receipt", lambda e: e["id"] == "j")
+
     await py.call(py.conn.send, room.destination, "live one")
     live = await py.next("message")
     assert json.loads(live.body)["text"] == "live one"

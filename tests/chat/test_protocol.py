@@ -80,6 +80,7 @@ async def test_malformed_frame_after_connect_and_split_frames(
         assert message.startswith("MESSAGE\n")
         assert headers_of(message)["history"] == "true"
         assert '"text":"a\\u0000b"' in message
+        assert ws.pending  # the receipt came in the same WebSocket message (coalesced)
         assert headers_of(await recv_frame(ws))["receipt-id"] == "r2"
         await ws.send("UNSUBSCRIBE\nid\\x:1\n\n\x00")
         assert "undefined escape sequence" in await recv_frame(ws)
