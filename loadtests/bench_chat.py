@@ -697,7 +697,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"delivery, against {per_delivery_us(ref, 'redis')} us of redis-server CPU per delivery "
         "for the raw fan-out. Redis itself carries the chat path cheaply "
         f"({per_delivery_us(stomp, 'redis')} us per delivery): it publishes each message once "
-        "per API process, not once per subscriber.",
+        "per API process, not once per subscriber. (redis-server is the local stack's shared "
+        "instance: its CPU figures include whatever else used it meanwhile.)",
         f"- Contention: the machine was {busy_share(stomp):.0%} / {busy_share(ref):.0%} busy "
         "during the STOMP / reference phases, most of it other work "
         f"({max(0.0, stomp['cpu_s'].get('machine_busy', 0) - own_cpu(stomp)):.0f} CPU s "

@@ -70,6 +70,20 @@ class _Subscription:
     pending: list[Delivery] = field(default_factory=list)
     replayed_up_to: tuple[int, int] | None = None
 
+    def fresh(self, delivery: Delivery) -> bool:
+        """False for a live copy of an entry the replay already sent. Such copies arrive while
+        history is read or just after (still in the pub/sub socket buffer): the channel is
+        subscribed first, so the replay and the live stream overlap."""
+        if self.replayed_up_to is None:
+            return True
+        order = _stream_order(delivery.message.id)
+        if order is None:  # an event that is not stored (message_deleted)
+            return True
+        if order <= self.replayed_up_to:
+            return False
+        self.replayed_up_to = None  # entries arrive in stream order: no duplicate after this
+        return True
+
 
 def _message_tail(room: Room, delivery: Delivery, *, history: bool) -> str:
     message = delivery.message
@@ -145,8 +159,8 @@ class StompSession:
             return
         if not sub.ready:
             sub.pending.append(delivery)
-            return
-        self._message(sub, delivery, history=False)
+        elif sub.fresh(delivery):
+            self._message(sub, delivery, history=False)
 
     def kick(self, error: ProblemError) -> None:
         self._fail(error)
@@ -322,10 +336,8 @@ class StompSession:
             self._message(sub, Delivery(message, message.model_dump_json().encode()), history=True)
         if replay:
             sub.replayed_up_to = _stream_order(replay[-1].id)
-        # Live entries that arrived while history was read: skip those already replayed.
         for delivery in sub.pending:
-            order = _stream_order(delivery.message.id)
-            if sub.replayed_up_to is None or order is None or order > sub.replayed_up_to:
+            if sub.fresh(delivery):
                 self._message(sub, delivery, history=False)
         sub.pending.clear()
         sub.ready = True
