@@ -76,7 +76,7 @@ async def test_presence_counts_users_across_processes_and_forgets_a_killed_one(
                 c.proc.send_signal(signal.SIGKILL)
                 c.proc.wait(10)
             waited = await _until(online, 1)
-            assert waited <= 3 + 1.5  # TR_CHAT_PRESENCE_TTL_S=3 in the test settings
+            assert waited <= 3 + 3  # TR_CHAT_PRESENCE_TTL_S=3 in the test settings
         finally:
             if c.proc.poll() is None:
                 c.proc.kill()
