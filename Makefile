@@ -8,6 +8,7 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking bench-spike clean k8s-demo
 .PHONY: kind-up kind-deploy kind-loadtest kind-down
+.PHONY: chat-js bench-chat
 
 help:
 	@echo "make demo          a full ticket rush on the local stack (FANS=50000 SEATS=5000) + report"
@@ -19,6 +20,7 @@ help:
 	@echo "make bench-spike   queue join/status vs no-op, consumer vs pgbench, time to sell out"
 	@echo "make k8s-demo      Kubernetes API emulator + kopf operator + local stack: a ConcertSale's phases"
 	@echo "make kind-up kind-deploy kind-loadtest   the platform on a local kind cluster (Docker)"
+	@echo "make bench-chat    1,000 STOMP subscribers over 2 API processes vs raw Redis pub/sub"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -33,10 +35,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests loadtests operator infra
 	$(VENV)/bin/mypy app tests loadtests operator/ticket_rush_operator infra
 
-test: $(STAMP)
+test: $(STAMP) chat-js
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
-test-quick: $(STAMP)
+test-quick: $(STAMP) chat-js
 	$(PY) -m pytest -m "not slow" -q
 
 dev: $(STAMP)
@@ -97,6 +99,19 @@ kind-loadtest: $(STAMP)
 
 kind-down:
 	infra/kind/kind.sh down
+
+# Chat interop tests drive a real stompjs client (tests/chat/js): Node 20 + the locked packages.
+CHAT_JS := tests/chat/js/node_modules/.package-lock.json
+$(CHAT_JS): tests/chat/js/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	cd tests/chat/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CHAT_JS)
+
+chat-js: $(CHAT_JS)
+
+bench-chat: $(STAMP)
+	$(TR) stack up
+	$(PY) -m loadtests.bench_chat --out reports/chat
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache

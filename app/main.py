@@ -17,6 +17,8 @@ from app.catalog.artist.router import router as artist_router
 from app.catalog.concert.router import router as concert_router
 from app.catalog.seat.router import router as seat_router
 from app.catalog.venue.router import router as venue_router
+from app.chat.hub import ChatHub
+from app.chat.router import router as chat_router
 from app.core.cache import ResponseCache
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -70,9 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await state.kafka.start()
         sweeper = asyncio.create_task(sweep_forever(state))
         app.state.tr = state
+        app.state.chat_hub = ChatHub(state)
         try:
             yield
         finally:
+            await app.state.chat_hub.close()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -103,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         queue_router,
         channel_router,
         rtmp_router,
+        chat_router,
     ):
         app.include_router(router)
     return app

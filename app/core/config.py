@@ -161,6 +161,27 @@ class Settings(BaseSettings):
     streaming_viewer_window_s: int = Field(default=30, ge=3)
     streaming_announce_timeout_s: float = Field(default=2.0, gt=0)
 
+    # Chat (`app/chat`): STOMP 1.2 over WebSocket at /ws/stomp, fan-out and history in Redis
+    chat_max_frame_bytes: int = Field(default=65_536, ge=1024)
+    chat_max_message_bytes: int = Field(default=2000, ge=1)
+    chat_max_subscriptions: int = Field(default=20, ge=1)
+    # What the server offers in CONNECTED `heart-beat:sx,sy` (0 = none); the peer's wish and
+    # this are negotiated per the spec, and a silent peer is dropped after twice the interval.
+    chat_heartbeat_send_ms: int = Field(default=10_000, ge=0)
+    chat_heartbeat_receive_ms: int = Field(default=10_000, ge=0)
+    # Per-room Redis Stream: roughly this many kept, this many replayed on SUBSCRIBE.
+    chat_history_len: int = Field(default=500, ge=1)
+    chat_history_on_subscribe: int = Field(default=20, ge=0)
+    # Per-user fixed-window SEND limit across rooms (rooms may add a slow mode on top).
+    chat_send_limit: int = Field(default=20, ge=1)
+    chat_send_window_s: int = Field(default=10, ge=1)
+    # A process refreshes its presence entries every third of this; a dead one's expire.
+    chat_presence_ttl_s: float = Field(default=30.0, gt=0)
+    # Outgoing frames queued for one slow client before it is disconnected.
+    chat_outbox_frames: int = Field(default=1000, ge=10)
+    # A subscriber's room check (catalog lookup) is cached in-process this long.
+    chat_room_cache_s: float = Field(default=30.0, ge=0)
+
 
 @lru_cache
 def get_settings() -> Settings:
