@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from app.catalog.artist import service as artist_service
+from app.chat import service as chat_service
 from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from app.core.state import AppState
 from app.streaming import repository
@@ -401,8 +402,6 @@ async def on_publish_done(state: AppState, *, stream_key: str, client_id: str) -
 
 async def announce_live(state: AppState, *, channel: Channel) -> None:
     """Post the "LIVE now" event to the artist's chat room."""
-    from app.chat import service as chat_service  # type: ignore[import-not-found, unused-ignore]
-
     await chat_service.post_system_event(
         state,
         room=f"artist.{channel.artist_id}",

@@ -47,6 +47,18 @@ async def test_broadcast_goes_live_serves_hls_and_ends_off(
     r = await api.get("/channels", params={"live": "true", "artist_id": channel["artist_id"]})
     assert [c["id"] for c in r.json()["items"]] == [channel_id]
 
+    # The artist's chat room got the "LIVE now" event with the playback URL.
+    async def announced() -> bool:
+        r = await api.get(f"/rooms/artist.{channel['artist_id']}/messages", headers=admin_headers)
+        return any(
+            m["event"] == "live_now"
+            and m["data"]["channel_id"] == channel_id
+            and m["data"]["playback_url"] == playlist
+            for m in r.json()["items"]
+        )
+
+    await eventually(announced, timeout=10)
+
     async with httpx.AsyncClient(timeout=5) as hls:
 
         async def playlist_lists_segments() -> bool:
