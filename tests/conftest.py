@@ -22,7 +22,7 @@ from httpx import ASGITransport
 
 from app.core.config import Settings
 from app.core.migrate import upgrade
-from app.devstack.broker import free_port, start_broker, stop_process, wait_broker_ready
+from app.devstack.broker import free_port, spawn, start_broker, stop_process, wait_broker_ready
 from app.main import create_app
 from tests.fixtures.booking_consumer import booking_consumer
 from tests.fixtures.databases import create_database, drop_database
@@ -155,6 +155,20 @@ class LiveServer:
     log_path: Path
 
 
+def start_api(env: dict[str, str], log_path: Path, url: str) -> LiveServer:
+    """`python -m app.api` with `env`, once its /healthz answers (30 s at most)."""
+    proc = spawn([sys.executable, "-m", "app.api"], log_path, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return LiveServer(url, proc, log_path)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    stop_process(proc.pid)
+    raise RuntimeError("API did not start:\n" + log_path.read_text()[-3000:])
+
+
 @pytest.fixture(scope="session")
 def live_server(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
@@ -182,25 +196,6 @@ def live_server(
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="tr-test-metrics-"),
     }
     log_path = tmp_path_factory.mktemp("api") / "api.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.api"],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        stop_process(proc.pid)
-        raise RuntimeError("API did not start:\n" + log_path.read_text()[-3000:])
-    yield LiveServer(url, proc, log_path)
-    stop_process(proc.pid)
+    server = start_api(env, log_path, f"http://127.0.0.1:{port}")
+    yield server
+    stop_process(server.proc.pid)

@@ -20,7 +20,7 @@ class BookingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seat_ids: Annotated[list[Id], Field(min_length=1, max_length=10)] | None = None
-    quantity: Annotated[int, Field(ge=1, le=10)] | None = None
+    quantity: Annotated[int, Field(ge=1, le=10, strict=True)] | None = None
     strategy: StrategyName | None = None
 
     @model_validator(mode="after")
@@ -59,8 +59,9 @@ class BookingRead(BaseModel):
 class GeneralAdmissionSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    quantity: Annotated[int, Field(ge=1, le=1_000_000)]
-    price: Annotated[int, Field(ge=0, le=100_000_000, description="Minor units")]
+    # strict: JSON true is not a quantity of 1
+    quantity: Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
+    price: Annotated[int, Field(ge=0, le=100_000_000, strict=True, description="Minor units")]
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "KRW"
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 
 # One line of display text: no control characters, no leading/trailing whitespace.
 _TEXT = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
@@ -28,4 +29,14 @@ def _iso_8601_only(value: object) -> object:
     return value
 
 
-IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
+def _plausible_year(value: datetime) -> datetime:
+    # Far-off years are typos or probes, and years near 1 or 9999 do not survive a time zone
+    # shift (PostgreSQL then hands back a value the API cannot render with an offset).
+    if not 2000 <= value.astimezone(UTC).year <= 2199:
+        raise ValueError("expected a date-time between the years 2000 and 2199")
+    return value
+
+
+IsoDatetime = Annotated[
+    AwareDatetime, BeforeValidator(_iso_8601_only), AfterValidator(_plausible_year)
+]

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import queue
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,9 +26,10 @@ from websockets.typing import Subprotocol
 
 from app.core.config import Settings
 from app.core.security import issue_access_token
-from app.devstack.broker import free_port, spawn, stop_process
+from app.devstack.broker import free_port, stop_process
 from tests.catalog.test_catalog import make_concert
-from tests.conftest import ROOT, LiveServer
+from tests.conftest import LiveServer
+from tests.conftest import start_api as start_api_process
 from tests.queue.conftest import bulk_fans
 
 JS_DIR = Path(__file__).parent / "js"
@@ -63,17 +63,7 @@ def start_api(settings: Settings, log_path: Path) -> LiveServer:
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="tr-test-chat-metrics-"),
         **CHAT_ENV,
     }
-    proc = spawn([sys.executable, "-m", "app.api"], log_path, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return LiveServer(url, proc, log_path)
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    stop_process(proc.pid)
-    raise RuntimeError("API did not start:\n" + log_path.read_text()[-3000:])
+    return start_api_process(env, log_path, f"http://127.0.0.1:{port}")
 
 
 @pytest.fixture(scope="session")

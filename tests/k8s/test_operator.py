@@ -173,7 +173,8 @@ async def test_sale_lifecycle_rate_and_consumers_follow_lag(
     assert me.json()["state"] == "admitted", me.text
     r = await client.post(
         f"/concerts/{concert.concert_id}/bookings",
-        json={"seat_ids": concert.seat_ids[:2]},
+        # Synchronous (no booking consumer runs here), so soldSeats can follow at once.
+        json={"seat_ids": concert.seat_ids[:2], "strategy": "atomic"},
         headers=fan | {"X-Admission-Token": me.json()["admission_token"], "Idempotency-Key": name},
     )
     assert r.status_code == 201, r.text

@@ -30,7 +30,7 @@ from app.devstack.broker import free_port, spawn, stop_process
 from app.main import create_app
 from app.queue.worker import AdmissionWorker
 from tests.booking.conftest import make_sale
-from tests.conftest import PASSWORD, ROOT, LiveServer
+from tests.conftest import PASSWORD, ROOT, LiveServer, start_api
 
 # Everyone in these tests shares 127.0.0.1 (and some accounts join many times): rate limits
 # are tested on their own with tight settings.
@@ -161,6 +161,9 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
             "TR_PAYMENTS_URL": settings.payments_url,
             "TR_LOG_LEVEL": "INFO",
             "TR_QUEUE_PUSH_TICK_S": "0.2",
+            # Every test signs up and logs in from 127.0.0.1 (auth limits have their own tests).
+            "TR_SIGNUP_LIMIT_PER_IP": "100000",
+            "TR_LOGIN_LIMIT_PER_IP": "100000",
             # Joins and status checks never touch PostgreSQL: small pools leave the shared
             # server's connections to everyone else.
             "TR_DB_POOL_SIZE": "3",
@@ -183,20 +186,9 @@ def queue_api(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="tr-test-queue-metrics-"),
     )
     log_path = tmp_path_factory.mktemp("queue-api") / "api.log"
-    proc = spawn([sys.executable, "-m", "app.api"], log_path, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        stop_process(proc.pid)
-        raise RuntimeError("API did not start:\n" + log_path.read_text()[-3000:])
-    yield LiveServer(url, proc, log_path)
-    stop_process(proc.pid)
+    server = start_api(env, log_path, f"http://127.0.0.1:{port}")
+    yield server
+    stop_process(server.proc.pid)
 
 
 @dataclass

@@ -7,7 +7,6 @@ import asyncio
 import os
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -20,9 +19,9 @@ import httpx
 import pytest
 
 from app.core.config import Settings
-from app.devstack.broker import free_port, spawn, stop_process
+from app.devstack.broker import free_port, stop_process
 from app.streaming.ingest import Ingest, IngestConfig, start_ingest
-from tests.conftest import ROOT, LiveServer
+from tests.conftest import LiveServer, start_api
 
 # nginx's update period (and so the staleness of a silent session: 3 updates) and the viewer
 # window, short so the tests run in seconds.
@@ -93,20 +92,9 @@ def streaming_api(
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="tr-test-streaming-metrics-"),
     }
     log_path = tmp_path_factory.mktemp("streaming-api") / "api.log"
-    proc = spawn([sys.executable, "-m", "app.api"], log_path, env=env, cwd=ROOT)
-    url = streaming_env.api_url
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        stop_process(proc.pid)
-        raise RuntimeError("API did not start:\n" + log_path.read_text()[-3000:])
-    yield LiveServer(url, proc, log_path)
-    stop_process(proc.pid)
+    server = start_api(env, log_path, streaming_env.api_url)
+    yield server
+    stop_process(server.proc.pid)
 
 
 @pytest.fixture(scope="session")
