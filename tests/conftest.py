@@ -190,6 +190,8 @@ def live_server(
         "TR_API_PORT": str(port),
         "TR_API_WORKERS": "2",
         "TR_LOG_LEVEL": "WARNING",
+        # A cold load on a loaded CI machine can outlast the default 3 s single-flight lock.
+        "TR_CACHE_LOCK_TTL_MS": "15000",
         "TR_LOGIN_LIMIT_PER_ACCOUNT": "1000",
         "TR_LOGIN_LIMIT_PER_IP": "10000",
         "TR_SIGNUP_LIMIT_PER_IP": "10000",
