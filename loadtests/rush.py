@@ -110,7 +110,6 @@ class FanResult:
     user_id: int
     answer: str | None = None
     position: int | None = None
-    admitted: bool = False
     refresh_kept_place: bool | None = None
     tickets: int = 0
     accepted_requests: int = 0  # 202s this fan got for booking requests
@@ -432,9 +431,7 @@ class VirtualFan:
             data = await self._status()
             if data["state"] not in ("pre_queue", "waiting"):
                 break
-        if data["state"] == "admitted":
-            self.result.admitted = True
-        # Gone; `come_back` asks once more at the end.
+        # Gone; back once more when the rush is over.
         await self.s.stop.wait()
         final = await self._status()
         self.result.answer = final["state"] if final["state"] != "not_in_queue" else "expired"
@@ -442,7 +439,6 @@ class VirtualFan:
             self.result.answer = None  # still queued after the sale ended: not an answer
 
     async def _shop(self, token: str) -> None:
-        self.result.admitted = True
         roll = self.rng.random()
         if roll < self.s.cfg.no_book_share:
             self.result.answer = "walked_away_admitted"
