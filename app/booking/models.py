@@ -103,6 +103,8 @@ class BookingSeat(Base):
         Index(
             "uq_booking_seat_active_seat", "seat_id", unique=True, postgresql_where=text("active")
         ),
+        # The partial index above cannot serve the FK check when seats are deleted.
+        Index("ix_booking_seat_seat_id", "seat_id"),
     )
 
     booking_id: Mapped[int] = mapped_column(
@@ -139,10 +141,10 @@ class Ticket(Base):
         BigInteger, ForeignKey("booking.id", ondelete="RESTRICT"), index=True
     )
     concert_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("concert.id", ondelete="RESTRICT")
+        BigInteger, ForeignKey("concert.id", ondelete="RESTRICT"), index=True
     )
     seat_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("seat.id", ondelete="RESTRICT")
+        BigInteger, ForeignKey("seat.id", ondelete="RESTRICT"), index=True
     )
     code: Mapped[str] = mapped_column(String(32))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -138,6 +138,12 @@ class ResponseCache:
         while True:
             token = secrets.token_hex(8)
             if await self._redis.set(lock_key, token, nx=True, px=self._lock_ttl_ms):
+                # The previous holder may have filled the key and released the lock between our
+                # first read and this SET: check again before loading a second time.
+                filled = await self._redis.get(data_key)
+                if isinstance(filled, bytes):
+                    await self._release(keys=[lock_key], args=[token])
+                    return _decode(filled, int(time.time() * 1000))
                 return await self._load(cache, data_key, lock_key, token, loader)
             # Another process is loading this key: wait for its result rather than stampede.
             await asyncio.sleep(0.005)

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=5, ge=0)
     db_pool_timeout: float = Field(default=10.0, gt=0)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
+    # Admin bulk work (generating or deleting a 200,000-seat map) fires a trigger per seat.
+    db_bulk_statement_timeout_ms: int = Field(default=60000, ge=0)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = Field(default=100, ge=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import DateTime, MetaData, func, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.core.config import Settings
+from app.core.config import Settings, get_settings
 
 # Explicit names so Alembic revisions and the models agree on every constraint.
 NAMING_CONVENTION = {
@@ -36,6 +36,13 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
+
+
+async def allow_bulk_statements(session: AsyncSession) -> None:
+    """Raise this transaction's statement timeout for a rare admin bulk operation."""
+    # SET LOCAL cannot take bind parameters; the value is an int from settings.
+    timeout_ms = int(get_settings().db_bulk_statement_timeout_ms)
+    await session.execute(text(f"SET LOCAL statement_timeout = {timeout_ms}"))
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

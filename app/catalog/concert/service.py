@@ -21,6 +21,7 @@ from app.catalog.errors import (
 )
 from app.catalog.venue.models import Venue
 from app.core.cache import CachedResponse, ResponseCache
+from app.core.db import allow_bulk_statements
 from app.core.pagination import Page
 
 LIST_NAMESPACE = "concerts"
@@ -174,6 +175,7 @@ async def delete_concert(session: AsyncSession, cache: ResponseCache, *, concert
         raise ConcertNotFound(f"No concert with id {concert_id}.")
     if concert.status != "draft":
         raise InvalidStatusTransition("Only draft concerts can be deleted; finish it instead.")
+    await allow_bulk_statements(session)  # the seats go with it, one FK trigger each
     await session.delete(concert)
     await commit_or_conflict(session, CatalogConflict, "The concert is still referenced.")
     await invalidate_concert(cache, concert_id)

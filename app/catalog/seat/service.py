@@ -15,6 +15,7 @@ from app.catalog.seat.models import Seat, SeatStatus
 from app.catalog.seat.schemas import SeatMapGenerate, SeatMapSummary, SectionAvailability
 from app.catalog.venue.models import Venue
 from app.core.cache import CachedResponse, ResponseCache
+from app.core.db import allow_bulk_statements
 from app.core.problems import ProblemError
 
 
@@ -84,6 +85,7 @@ async def generate_seat_map(
                 for n in range(1, s.seats_per_row + 1):
                     yield (concert_id, section_id, label, n)
 
+    await allow_bulk_statements(session)
     await repository.copy_seats(session, records())
     await session.commit()
     await invalidate_availability(cache, concert_id)
