@@ -28,6 +28,7 @@ from app.core.middleware import RequestContextMiddleware
 from app.core.openapi import problem_responses
 from app.core.problems import install_problem_handlers
 from app.core.redis import Keys, create_redis
+from app.core.security import AccessTokenVerifier
 from app.core.state import AppState
 from app.health import router as health_router
 from app.queue.router import router as queue_router
@@ -58,6 +59,7 @@ def build_state(settings: Settings) -> AppState:
             lock_ttl_ms=settings.cache_lock_ttl_ms,
         ),
         payments=create_provider(settings),
+        tokens=AccessTokenVerifier(settings),
         strategies=build_registry(),
     )
 

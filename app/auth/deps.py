@@ -20,17 +20,13 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 async def optional_user(state: State, credentials: Credentials) -> AccessClaims | None:
     if credentials is None:
         return None
-    return await service.authenticate(
-        state.redis, state.keys, state.settings, token=credentials.credentials
-    )
+    return await service.authenticate(state, token=credentials.credentials)
 
 
 async def current_user(state: State, credentials: Credentials) -> AccessClaims:
     if credentials is None:
         raise InvalidToken("Send `Authorization: Bearer <access token>`.")
-    return await service.authenticate(
-        state.redis, state.keys, state.settings, token=credentials.credentials
-    )
+    return await service.authenticate(state, token=credentials.credentials)
 
 
 async def admin_user(user: Annotated[AccessClaims, Depends(current_user)]) -> AccessClaims:

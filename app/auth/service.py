@@ -30,11 +30,11 @@ from app.core.metrics import AUTH_EVENTS
 from app.core.redis import Keys
 from app.core.security import (
     AccessClaims,
-    decode_access_token,
     hash_password,
     issue_access_token,
     verify_password,
 )
+from app.core.state import AppState
 
 
 def check_password_policy(settings: Settings, password: str, *, email: str) -> None:
@@ -185,12 +185,12 @@ async def logout(
     AUTH_EVENTS.labels("logout").inc()
 
 
-async def authenticate(redis: Redis, keys: Keys, settings: Settings, *, token: str) -> AccessClaims:
+async def authenticate(state: AppState, *, token: str) -> AccessClaims:
     """Validate an access token and check it was not logged out."""
     try:
-        claims = decode_access_token(settings, token)
+        claims = state.tokens.verify(token)
     except jwt.InvalidTokenError as exc:
         raise InvalidToken() from exc
-    if await redis.exists(keys("auth", "revoked-jti", claims.jti)):
+    if await state.redis.exists(state.keys("auth", "revoked-jti", claims.jti)):
         raise InvalidToken("This token was revoked by a logout.")
     return claims

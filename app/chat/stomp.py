@@ -286,9 +286,7 @@ class StompSession:
                 "Send the access token as the `passcode` or `Authorization: Bearer` header of "
                 "CONNECT, or as the `access_token` query parameter."
             )
-        self.user = await authenticate(
-            self.state.redis, self.state.keys, self.settings, token=token
-        )
+        self.user = await authenticate(self.state, token=token)
         self.user_id = self.user.user_id
         cx, cy = _heartbeats(frame.headers.get("heart-beat", "0,0"))
         sx, sy = self.settings.chat_heartbeat_send_ms, self.settings.chat_heartbeat_receive_ms

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     jwt_audience: str = "ticket-rush-api"
     jwt_issuer: str = "ticket-rush"
     access_token_ttl_s: int = Field(default=900, ge=30)
+    # Verified access tokens remembered per process (0: verify every request in full).
+    auth_token_cache_size: int = Field(default=50_000, ge=0)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     password_min_length: int = Field(default=10, ge=8)
 

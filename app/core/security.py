@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from cachetools import LRUCache
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
@@ -77,3 +78,27 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
         jti=str(payload["jti"]),
         expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
     )
+
+
+class AccessTokenVerifier:
+    """`decode_access_token` that remembers the tokens it verified, keyed by the whole token
+    string: a fan polling the queue sends the same token every few seconds, and checking its
+    signature again is a large share of such a request. A changed token is a different key,
+    so it is verified in full; expiry is checked on every use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        size = settings.auth_token_cache_size
+        self._verified: LRUCache[str, AccessClaims] | None = LRUCache(size) if size else None
+
+    def verify(self, token: str) -> AccessClaims:
+        if self._verified is None:
+            return decode_access_token(self.settings, token)
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = decode_access_token(self.settings, token)
+            self._verified[token] = claims
+        elif claims.expires_at <= datetime.now(UTC):
+            del self._verified[token]
+            raise jwt.ExpiredSignatureError("Signature has expired")
+        return claims

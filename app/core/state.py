@@ -12,6 +12,7 @@ from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.kafka import KafkaProducerResource
 from app.core.redis import Keys
+from app.core.security import AccessTokenVerifier
 
 if TYPE_CHECKING:
     from app.booking.strategies import BookingStrategy
@@ -28,4 +29,5 @@ class AppState:
     kafka: KafkaProducerResource
     cache: ResponseCache
     payments: PaymentProvider
+    tokens: AccessTokenVerifier
     strategies: dict[str, BookingStrategy] = field(default_factory=dict)

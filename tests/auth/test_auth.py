@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
@@ -14,6 +15,7 @@ from sqlalchemy import select
 
 from app.auth.models import RefreshToken
 from app.core.config import Settings
+from app.core.security import AccessTokenVerifier
 from app.main import create_app
 from tests.conftest import PASSWORD, signup_and_login, unique_email
 
@@ -106,6 +108,11 @@ async def test_tampered_tokens_rejected(
     client: httpx.AsyncClient, settings: Settings, mutate: str
 ) -> None:
     tokens = await signup_and_login(client)
+    # The genuine token is verified (and remembered) first: a tampered copy must still fail.
+    genuine = await client.get(
+        "/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert genuine.status_code == 200
     secret = settings.jwt_secret.get_secret_value()
     claims = jwt.decode(
         tokens["access_token"], secret, algorithms=["HS256"], audience=settings.jwt_audience
@@ -227,3 +234,26 @@ async def test_login_rate_limited_per_ip(settings: Settings) -> None:
             ]
     assert codes[:4] == [401] * 4
     assert codes[4:] == [429, 429]
+
+
+async def test_a_remembered_token_still_expires(settings: Settings) -> None:
+    verifier = AccessTokenVerifier(settings)
+    now = datetime.now(UTC)
+    payload = {
+        "sub": "7",
+        "role": "fan",
+        "jti": "j-1",
+        "iat": now,
+        "exp": now + timedelta(seconds=2),
+        "aud": settings.jwt_audience,
+        "iss": settings.jwt_issuer,
+        "typ": "access",
+    }
+    token = jwt.encode(payload, settings.jwt_secret.get_secret_value(), settings.jwt_algorithm)
+    assert verifier.verify(token).user_id == 7
+    assert verifier.verify(token).user_id == 7  # from memory
+    await asyncio.sleep(2.5)
+    with pytest.raises(jwt.ExpiredSignatureError):
+        verifier.verify(token)
+    with pytest.raises(jwt.ExpiredSignatureError):  # and again, now verified in full
+        verifier.verify(token)
