@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     # Push stream (SSE): one shared Redis call per sale per process per tick.
     queue_push_tick_s: float = Field(default=1.0, gt=0)
     queue_push_heartbeat_s: float = Field(default=15.0, gt=0)
+    # Far back in line, small moves are pushed at most this often (see push.worth_sending).
+    queue_push_slow_s: float = Field(default=10.0, gt=0)
     queue_push_max_s: float = Field(default=300.0, gt=0)
     # Fixed-window limits per account and per IP (IPs are shared behind carrier NAT: generous).
     queue_limit_window_s: int = Field(default=60, ge=1)

@@ -337,7 +337,9 @@ def build_status(
         position=fan.place,
         people_ahead=fan.ahead,
         eta_seconds=eta,
-        poll_after_seconds=poll(eta / 10 if eta is not None else s.queue_poll_max_s),
+        # A few checks over the expected wait (more near the head, where the advice reaches its
+        # floor): the ETA on the page counts down between them.
+        poll_after_seconds=poll(eta / 4 if eta is not None else s.queue_poll_max_s),
         message=message,
         **common,
     )

@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 from app.core.config import Settings
-from app.queue import service
+from app.queue import push, service
 from app.queue.errors import AdmissionRevoked
 from app.queue.models import CloseReason
-from app.queue.schemas import RateSet
+from app.queue.schemas import QueueStatus, RateSet
 from app.queue.store import Limits, QueueStore, SaleSnapshot
 from app.queue.worker import AdmissionWorker
 from tests.booking.conftest import make_sale
@@ -328,6 +328,33 @@ def test_poll_advice_stays_inside_the_grace_period() -> None:
         # A fan admitted right after a check notices within a quarter of the admission's life.
         short_admission = service._poll_after(60.0, 2.0, 600.0, base, admission_s=40.0)
         assert 2.0 <= short_admission <= 10.0
+
+
+def test_push_sends_small_moves_far_back_only_now_and_then() -> None:
+    def at(ahead: int | None, state: str = "waiting") -> QueueStatus:
+        return QueueStatus.model_validate(
+            {
+                "sale_id": 1,
+                "state": state,
+                "people_ahead": ahead,
+                "position": 90_000,
+                "message": "in line",
+                "opens_at": "2026-12-03T10:00:00Z",
+                "closes_at": "2026-12-03T12:00:00Z",
+                "events_url": "/sales/1/queue/me/events",
+            }
+        )
+
+    def sends(last: QueueStatus, update: QueueStatus, quiet_s: float = 1.0) -> bool:
+        return push.worth_sending(last, update, quiet_s=quiet_s, every_s=10.0)
+
+    assert not sends(at(50_000), at(50_000))  # nothing new
+    assert not sends(at(50_000), at(49_700))  # a small move far back waits...
+    assert sends(at(50_000), at(49_700), quiet_s=10.0)  # ...until the stream was quiet a while
+    assert sends(at(50_000), at(48_900))  # a real move goes at once
+    assert sends(at(120), at(99))  # near the head every move counts
+    assert sends(at(50_000), at(50_000, "admitted"))  # a new state always goes
+    assert sends(at(None, "pre_queue"), at(40_000))
 
 
 async def test_sold_out_closes_the_sale_and_tells_everyone(
