@@ -9,6 +9,7 @@ PYTEST_WORKERS ?= 2
 .PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking bench-spike clean k8s-demo
 .PHONY: kind-up kind-deploy kind-loadtest kind-down
 .PHONY: chat-js bench-chat
+.PHONY: bench-queue-redis
 
 help:
 	@echo "make demo          a full ticket rush on the local stack (FANS=50000 SEATS=5000) + report"
@@ -21,6 +22,7 @@ help:
 	@echo "make k8s-demo      Kubernetes API emulator + kopf operator + local stack: a ConcertSale's phases"
 	@echo "make kind-up kind-deploy kind-loadtest   the platform on a local kind cluster (Docker)"
 	@echo "make bench-chat    1,000 STOMP subscribers over 2 API processes vs raw Redis pub/sub"
+	@echo "make bench-queue-redis  Redis CPU per queue join/status vs SET (docs/capacity.md)"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -81,6 +83,10 @@ k8s-demo: $(STAMP)
 	$(TR) stack up --with-app
 	$(TR) seed
 	$(PY) -m loadtests.k8s_demo
+
+# Redis cost of one join / status call against SET on the same server (docs/capacity.md).
+bench-queue-redis: $(STAMP)
+	$(PY) -m loadtests.bench_queue_redis --out reports/capacity
 
 bench-booking: $(STAMP)
 	$(TR) stack up
