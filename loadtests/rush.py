@@ -779,12 +779,26 @@ async def run_rush(
             finished_after_s=finished_after,
             kafka_before=kafka_before,
         )
-        await asyncio.sleep(2)  # the last results settle and offsets get committed
+        await drained(settings, timeout_s=30)
         outcome.checks = await verify(engine, settings, outcome)
         return outcome
     finally:
         await api.close()
         await engine.dispose()
+
+
+async def drained(settings: Settings, *, timeout_s: float) -> bool:
+    """Wait until the consumer group has committed every booking request on the topic (a
+    cancelled fan's last request may still be on its way), so the counts compare one moment."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        offsets = await kafka_offsets(settings)
+        if offsets[f"{REQUESTS_TOPIC}:committed"] >= offsets[f"{REQUESTS_TOPIC}:end"]:
+            await asyncio.sleep(1)  # the last batch's results reach booking-results
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.5)
 
 
 async def verify(engine: AsyncEngine, settings: Settings, outcome: RushOutcome) -> dict[str, Any]:
