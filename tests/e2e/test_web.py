@@ -20,6 +20,7 @@ from playwright.async_api import Page, expect
 from app.core.redis import Keys
 from tests.conftest import PASSWORD, unique_email
 from tests.e2e.conftest import Account, Fans, Stack, new_fan, shot, tag
+from tests.fixtures.payments import Sim
 from tests.streaming.conftest import publish
 
 
@@ -152,7 +153,7 @@ def seat_button(page: Page, seat_id: int) -> Any:
 
 
 async def test_fan_queues_loses_a_seat_race_and_buys_a_ticket(
-    e2e_stack: Stack, admin: Account, fans: Fans, api: httpx.AsyncClient
+    e2e_stack: Stack, admin: Account, fans: Fans, api: httpx.AsyncClient, sim: Sim
 ) -> None:
     concert = await make_concert(api, admin, artist="NOVA", title="NOVA World Tour: Seoul")
     cid = concert["id"]
@@ -249,14 +250,21 @@ async def test_fan_queues_loses_a_seat_race_and_buys_a_ticket(
     await expect(fan.get_by_test_id("countdown")).to_have_text(re.compile(r"\d+ min \d+ s|\d+ s"))
     await expect(fan.get_by_role("heading", name="Seats on hold")).to_be_visible()
     await shot(fan, "07-hold-countdown")
+    # The card is declined once: a clear message, the hold stays, paying again works.
+    await sim.control(decline_rate=1)
+    await fan.get_by_test_id("pay").click()
+    await expect(fan.get_by_role("alert")).to_contain_text("Your payment was declined")
+    await expect(fan.get_by_test_id("pay")).to_be_enabled()
+    await shot(fan, "08-payment-declined")
+    await sim.control(decline_rate=0)
     await fan.get_by_test_id("pay").click()
     ticket = fan.get_by_test_id("ticket")
     await expect(ticket).to_contain_text("Ticket code")
     await expect(ticket).to_contain_text("Floor row A seat 2")
-    await shot(fan, "08-ticket")
+    await shot(fan, "09-ticket")
     await fan.get_by_role("link", name="My tickets").first.click()
     await expect(fan.get_by_test_id("booking")).to_contain_text("confirmed")
-    await shot(fan, "09-my-tickets")
+    await shot(fan, "10-my-tickets")
 
     # The API agrees: A owns a confirmed ticket for the other seat, the rival holds the first.
     token = await fan.evaluate("JSON.parse(localStorage.getItem('tr.auth')).access_token")
@@ -266,6 +274,27 @@ async def test_fan_queues_loses_a_seat_race_and_buys_a_ticket(
     theirs = (await ok(api.get("/users/me/bookings", headers=rival_account.headers)))["items"]
     assert [(b["status"], b["seat_ids"]) for b in theirs] == [("held", [contested])]
     assert not [line for line in fans.console if "pageerror" in line], fans.console
+
+
+async def buy(
+    api: httpx.AsyncClient, fan: Account, sale_id: int, concert_id: int, seat_id: int
+) -> None:
+    status = await ok(api.get(f"/sales/{sale_id}/queue/me", headers=fan.headers))
+    assert status["state"] == "admitted", status
+    headers = fan.headers | {"X-Admission-Token": status["admission_token"]}
+    accepted = await ok(
+        api.post(f"/concerts/{concert_id}/bookings", json={"seat_ids": [seat_id]}, headers=headers),
+        202,
+    )
+
+    async def held() -> Any:
+        r = await ok(api.get(f"/bookings/requests/{accepted['request_id']}", headers=fan.headers))
+        return r if r["status"] != "pending" else None
+
+    outcome = await until(held, timeout=30, what="the booking consumer's answer")
+    assert outcome["status"] == "held", outcome
+    paid = await ok(api.post(f"/bookings/{outcome['booking_id']}/pay", headers=fan.headers))
+    assert paid["status"] == "confirmed"
 
 
 async def _lower(page: Page, than: int) -> int | None:
@@ -294,11 +323,17 @@ async def test_two_fans_chat_beside_a_live_stream(
             await expect(page.get_by_text("Connected.")).to_be_visible()
         await alice.get_by_role("textbox", name="Your message").fill("Who else is here for LUMEN?")
         await alice.get_by_role("button", name="Send").click()
-        await expect(bob.get_by_role("list", name="Messages")).to_contain_text("Who else is here for LUMEN?")
+        await expect(bob.get_by_role("list", name="Messages")).to_contain_text(
+            "Who else is here for LUMEN?"
+        )
         await bob.get_by_role("textbox", name="Your message").fill("Me! Front row hopefully")
         await bob.get_by_role("button", name="Send").click()
-        await expect(alice.get_by_role("list", name="Messages")).to_contain_text("Me! Front row hopefully")
-        await expect(alice.get_by_role("list", name="Messages")).to_contain_text("You: Who else is here")
+        await expect(alice.get_by_role("list", name="Messages")).to_contain_text(
+            "Me! Front row hopefully"
+        )
+        await expect(alice.get_by_role("list", name="Messages")).to_contain_text(
+            "You: Who else is here"
+        )
 
         # The player appears once the channel is LIVE and really plays (time advances).
         await expect(alice.locator("video")).to_be_visible(timeout=40_000)
@@ -316,8 +351,8 @@ async def test_two_fans_chat_beside_a_live_stream(
         await expect(alice.get_by_role("status").filter(has_text="watching")).to_be_visible()
         await alice.get_by_role("heading", name="Fan room").scroll_into_view_if_needed()
         await alice.evaluate("window.scrollBy(0, 250)")
-        await shot(alice, "10-chat-and-live-player")
-        await shot(bob, "11-chat-second-fan")
+        await shot(alice, "11-chat-and-live-player")
+        await shot(bob, "12-chat-second-fan")
     finally:
         ffmpeg.kill()
         ffmpeg.wait()
@@ -336,12 +371,12 @@ async def test_organizer_creates_opens_and_watches_a_sale(
     await page.get_by_label("Concert").select_option(str(concert["id"]))
     await page.get_by_label("Admission rate (fans/s)").fill("2")
     await page.get_by_label("Minimum rate").fill("1")
-    await shot(page, "12-organizer-create-sale")
+    await shot(page, "13-organizer-create-sale")
     await page.get_by_role("button", name="Create sale").click()
     await expect(page.get_by_role("heading", name=re.compile(r"Sale #\d+"))).to_be_visible()
     sid = int(page.url.rsplit("/", 1)[1])
-    for _ in range(12):
-        filler = await new_fan(e2e_stack)
+    crowd = [await new_fan(e2e_stack) for _ in range(12)]
+    for filler in crowd:
         await ok(api.post(f"/sales/{sid}/queue", headers=filler.headers), 201)
     await expect(page.get_by_test_id("pre_queue")).to_have_text("12")
     await page.get_by_role("button", name="Open now").click()
@@ -352,8 +387,13 @@ async def test_organizer_creates_opens_and_watches_a_sale(
     await expect(page.get_by_test_id("admitted_total")).to_have_text("12", timeout=30_000)
     await expect(page.get_by_test_id("queue_length")).to_have_text("0")
     await expect(page.get_by_test_id("current_rate")).to_have_text("3")
+    # Three admitted fans buy a seat each (through the Kafka pipeline): the view counts them.
+    seats = (await ok(api.get(f"/concerts/{concert['id']}/seats", params={"limit": 3})))["items"]
+    for buyer, seat in zip(crowd, seats, strict=False):
+        await buy(api, buyer, sid, concert["id"], seat["id"])
+    await expect(page.get_by_test_id("sold")).to_have_text("3", timeout=30_000)
     await asyncio.sleep(2.5)  # one more poll, so the charts show the line after the draw
-    await shot(page, "13-organizer-live-sale", full_page=True)
+    await shot(page, "14-organizer-live-sale", full_page=True)
     await page.get_by_role("button", name="Close now").click()
     await expect(page.get_by_test_id("current_rate")).to_be_visible()
     await expect(page.get_by_role("status").filter(has_text="Status: closed")).to_be_visible()

@@ -8,6 +8,29 @@ import { requireLogin } from "../app.js";
 
 const TERMINAL = new Set(["admitted", "expired", "closed", "sold_out"]);
 
+// The fan's words for each state (the API's `message` is the fallback).
+function explain(s, sale) {
+  const ahead = s.people_ahead;
+  switch (s.state) {
+    case "pre_queue":
+      return `You're in the pre-queue. When the sale opens (${when(sale.opens_at)}) everyone here gets a random place in line, so arriving earlier gives no advantage.`;
+    case "waiting":
+      return ahead === 0 ? "You're next: almost your turn." : `You're in line: ${ahead} ${ahead === 1 ? "fan" : "fans"} ahead of you.`;
+    case "admitted":
+      return "The wait is over: your shopping time has started.";
+    case "expired":
+      return s.reason === "admission_expired"
+        ? "Your shopping time ran out and your turn has passed."
+        : "Your place expired because this page was closed for too long.";
+    case "sold_out":
+      return "Sold out: every ticket has been sold.";
+    case "closed":
+      return "This sale has closed.";
+    default:
+      return s.message;
+  }
+}
+
 export async function waitingRoomPage(main, saleId) {
   if (!requireLogin()) return null;
   const sale = await api(`/sales/${saleId}`);
@@ -38,8 +61,9 @@ export async function waitingRoomPage(main, saleId) {
   );
 
   const show = (s) => {
-    stateText.textContent = s.message;
-    position.textContent = s.position ?? "—";
+    stateText.textContent = explain(s, sale);
+    // Once admitted the API drops the number; the fan still sees the one they had.
+    if (s.position !== null || s.state !== "admitted") position.textContent = s.position ?? "—";
     ahead.textContent = s.people_ahead ?? "—";
     eta.textContent = s.state === "pre_queue" ? `opens in ${duration(s.eta_seconds)}` : duration(s.eta_seconds);
     if (s.people_ahead !== null && s.people_ahead !== undefined) {
