@@ -48,7 +48,10 @@ export function livePlayer(artistId) {
       // No worker: a Content-Security-Policy without blob: workers stays intact.
       hls = new Hls({ enableWorker: false, liveSyncDurationCount: 2 });
       hls.on(Hls.Events.ERROR, (_event, data) => {
-        if (data.fatal) status.textContent = "The stream stalled; retrying…";
+        if (!data.fatal) return;
+        status.textContent = "The stream stalled; retrying…";
+        if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+        else setTimeout(() => hls?.startLoad(), 2000);
       });
       hls.loadSource(found.playback_url);
       hls.attachMedia(video);
