@@ -10,6 +10,7 @@ PYTEST_WORKERS ?= 2
 .PHONY: kind-up kind-deploy kind-loadtest kind-down
 .PHONY: chat-js bench-chat
 .PHONY: bench-queue-redis
+.PHONY: web-vendor
 
 help:
 	@echo "make demo          a full ticket rush on the local stack (FANS=50000 SEATS=5000) + report"
@@ -21,6 +22,7 @@ help:
 	@echo "make bench-spike   queue join/status vs no-op, consumer vs pgbench, time to sell out"
 	@echo "make k8s-demo      Kubernetes API emulator + kopf operator + local stack: a ConcertSale's phases"
 	@echo "make kind-up kind-deploy kind-loadtest   the platform on a local kind cluster (Docker)"
+	@echo "make web-vendor    browser libraries (hls.js, stompjs) for the web app, from web/package-lock.json"
 	@echo "make bench-chat    1,000 STOMP subscribers over 2 API processes vs raw Redis pub/sub"
 	@echo "make bench-queue-redis  Redis CPU per queue join/status vs SET (docs/capacity.md)"
 
@@ -37,13 +39,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests loadtests operator infra
 	$(VENV)/bin/mypy app tests loadtests operator/ticket_rush_operator infra
 
-test: $(STAMP) chat-js
+test: $(STAMP) chat-js web-vendor
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
 test-quick: $(STAMP) chat-js
 	$(PY) -m pytest -m "not slow" -q
 
-dev: $(STAMP)
+dev: $(STAMP) web-vendor
 	$(TR) stack up --with-app
 
 down: $(STAMP)
@@ -121,3 +123,16 @@ bench-chat: $(STAMP)
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache
+
+# The web app (app/web) loads hls.js and stompjs from /static/vendor: the locked npm packages,
+# copied there (gitignored) so the API serves them same-origin with the pages.
+WEB_VENDOR_DIR := app/web/static/vendor
+WEB_VENDOR := $(WEB_VENDOR_DIR)/.installed
+$(WEB_VENDOR): web/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(WEB_VENDOR_DIR)
+	cp web/node_modules/hls.js/dist/hls.light.min.mjs web/node_modules/@stomp/stompjs/bundles/stomp.umd.min.js $(WEB_VENDOR_DIR)/
+	touch $(WEB_VENDOR)
+
+web-vendor: $(WEB_VENDOR)

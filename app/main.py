@@ -34,6 +34,8 @@ from app.health import router as health_router
 from app.queue.router import router as queue_router
 from app.streaming.router import router as channel_router
 from app.streaming.router import rtmp_router
+from app.web.router import router as web_router
+from app.web.router import static_files
 
 
 def build_state(settings: Settings) -> AppState:
@@ -110,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         channel_router,
         rtmp_router,
         chat_router,
+        web_router,
     ):
         app.include_router(router)
+    app.mount("/static", static_files(), name="static")
     return app

@@ -136,3 +136,10 @@ class SaleStats(BaseModel):
     stock_state: Literal["ok", "in_carts", "unknown"]
     free_units: int | None
     leader: str | None
+    consumer_lag: Annotated[
+        float | None,
+        Field(
+            description="Booking-consumer lag (messages) as the admission controller sees it, "
+            "for the whole pipeline; null when no consumer reports"
+        ),
+    ] = None

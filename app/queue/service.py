@@ -39,6 +39,7 @@ from app.queue.errors import (
 from app.queue.metrics import QUEUE_JOINS, QUEUE_STATUS
 from app.queue.models import CloseReason, Sale, SaleStatus
 from app.queue.schemas import QueueStatus, RateRead, RateSet, SaleCreate, SaleStats
+from app.queue.signals import read_signals
 from app.queue.store import FanState, Limited, Limits, QueueStore, SaleHead, SaleSnapshot
 from app.queue.tokens import AdmissionClaims, decode_admission_token
 
@@ -239,6 +240,7 @@ async def sale_stats(state: AppState, *, sale_id: int) -> SaleStats:
         stock_state=stats.stock_state if stats.stock_state in ("ok", "in_carts") else "unknown",
         free_units=stats.free_units,
         leader=stats.leader,
+        consumer_lag=(await read_signals(state.redis, state.keys)).consumer_lag,
     )
 
 
