@@ -38,6 +38,8 @@ Inbox = asyncio.Queue[QueueStatus | None]
 @dataclass
 class _Ticker:
     subscribers: dict[int, set[Inbox]] = field(default_factory=dict)
+    # When each subscriber's state is next read (loop time): fans far back are read less often.
+    due: dict[int, float] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
 
 
@@ -72,6 +74,7 @@ class PushHub:
             mine.discard(inbox)
             if not mine:
                 ticker.subscribers.pop(user_id, None)
+                ticker.due.pop(user_id, None)
 
     async def _run(self, sale_id: int, ticker: _Ticker) -> None:
         settings = self.state.settings
@@ -92,15 +95,24 @@ class PushHub:
                 del self._tickers[sale_id]
 
     async def _tick(self, sale_id: int, ticker: _Ticker, store: QueueStore, grace_ms: int) -> None:
-        users = list(ticker.subscribers)
-        for start in range(0, len(users), STATUS_BATCH):
-            chunk = users[start : start + STATUS_BATCH]
+        now = asyncio.get_running_loop().time()
+        settings = self.state.settings
+        due = [u for u in ticker.subscribers if ticker.due.get(u, 0.0) <= now]
+        # With nobody due, the head alone is still read: a sale that closes is told to all.
+        for start in range(0, max(1, len(due)), STATUS_BATCH):
+            chunk = due[start : start + STATUS_BATCH]
             head, fans = await store.status(sale_id, chunk, grace_ms=grace_ms)
             PUSH_TICKS.inc()
             if head is None:  # Redis lost the sale: rebuild it, answer next tick
                 await service.sync_sale(
                     self.state, await service.get_sale(self.state, sale_id=sale_id)
                 )
+                return
+            if head.status == "closed":
+                closed = service.build_status(self.state, sale_id, head, None, push=True)
+                for inboxes in list(ticker.subscribers.values()):
+                    for inbox in list(inboxes):
+                        _offer(inbox, closed)
                 return
             for index, user_id in enumerate(chunk):
                 fan = fans[index] if fans else None
@@ -109,8 +121,20 @@ class PushHub:
                     if fan is not None and fan.state == "none"
                     else service.build_status(self.state, sale_id, head, fan, push=True)
                 )
+                ticker.due[user_id] = now + read_every(
+                    update, tick_s=settings.queue_push_tick_s, slow_s=settings.queue_push_slow_s
+                )
                 for inbox in list(ticker.subscribers.get(user_id, ())):
                     _offer(inbox, update)
+
+
+def read_every(update: QueueStatus | None, *, tick_s: float, slow_s: float) -> float:
+    """How long until a subscriber's state is read again: every tick near the head and in the
+    pre-queue (the draw at open), up to `slow_s` for a fan whose turn is far off. The place is
+    kept meanwhile (the grace period is minutes); a sale's close reaches everyone at once."""
+    if update is None or update.state != "waiting" or update.eta_seconds is None:
+        return tick_s
+    return min(slow_s, max(tick_s, update.eta_seconds / 8))
 
 
 def worth_sending(

@@ -357,6 +357,29 @@ def test_push_sends_small_moves_far_back_only_now_and_then() -> None:
     assert sends(at(None, "pre_queue"), at(40_000))
 
 
+def test_push_reads_fans_far_back_less_often() -> None:
+    def waiting(eta: int | None, state: str = "waiting") -> QueueStatus:
+        return QueueStatus.model_validate(
+            {
+                "sale_id": 1,
+                "state": state,
+                "eta_seconds": eta,
+                "message": "in line",
+                "opens_at": "2026-12-03T10:00:00Z",
+                "closes_at": "2026-12-03T12:00:00Z",
+                "events_url": "/sales/1/queue/me/events",
+            }
+        )
+
+    def every(update: QueueStatus | None) -> float:
+        return push.read_every(update, tick_s=1.0, slow_s=10.0)
+
+    assert every(waiting(3)) == 1.0  # next in line: every tick
+    assert every(waiting(40)) == 5.0
+    assert every(waiting(3_000)) == 10.0  # far back: at most every slow_s
+    assert every(waiting(None)) == every(waiting(None, "pre_queue")) == every(None) == 1.0
+
+
 async def test_sold_out_closes_the_sale_and_tells_everyone(
     settings: Settings, admin_headers: dict[str, str], sim: Sim
 ) -> None:
