@@ -114,8 +114,7 @@ def changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(
         k
         for k in before.keys() | after.keys()
-        if before.get(k) != after.get(k)
-        and not (k not in after and before[k].endswith(EXPIRES))
+        if before.get(k) != after.get(k) and not (k not in after and before[k].endswith(EXPIRES))
     )
 
 
