@@ -75,6 +75,9 @@ class BodySizeLimitMiddleware:
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # A refused body up to this size is read and dropped before answering: a server that
+        # closes on unread data resets the connection, and the client may never see the 413.
+        self.drain_bytes = 4 * max_bytes + 65_536
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,7 +88,8 @@ class BodySizeLimitMiddleware:
         if length is not None:
             # The server already refused a malformed Content-Length; the ASGI test client not.
             if not length.isdigit() or int(length) > self.max_bytes:
-                await self._reject(scope, receive, send)
+                drain = length.isdigit() and int(length) <= self.drain_bytes
+                await self._reject(scope, receive, send, drained=0 if drain else None)
                 return
             await self.app(scope, receive, send)
             return
@@ -101,7 +105,8 @@ class BodySizeLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._reject(scope, receive, send)
+                more = message.get("more_body", False)
+                await self._reject(scope, receive, send, drained=size if more else None)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -117,15 +122,23 @@ class BodySizeLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(
+        self, scope: Scope, receive: Receive, send: Send, *, drained: int | None
+    ) -> None:
+        """Answer 413; first read the rest of the body if `drained` (bytes read so far) is set."""
+        while drained is not None and drained <= self.drain_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
         response = problem_response(
             status=413,
             type_uri=PROBLEM_BASE + "payload-too-large",
             title="Request body too large",
             detail=f"Request bodies are limited to {self.max_bytes} bytes.",
             instance=scope["path"],
-            # The unread rest of the body makes the connection unusable for another request.
-            headers={"Connection": "close"},
         )
         await response(scope, receive, send)
 
