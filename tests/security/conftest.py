@@ -126,6 +126,9 @@ def world_settings(settings: Settings, database_url: str) -> Settings:
             # The SSE status stream ends by itself, so a test can read it to the end.
             "queue_push_max_s": 0.5,
             "queue_push_tick_s": 0.1,
+            # Nothing of the world may lapse while a slow machine works through the matrix.
+            "queue_grace_s": 3600.0,
+            "hold_ttl_s": 3600,
         }
     )
 
