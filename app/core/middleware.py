@@ -9,7 +9,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import structlog
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -83,8 +83,13 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        length = headers.get("content-length")
+        length: bytes | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
         if length is not None:
             # The server already refused a malformed Content-Length; the ASGI test client not.
             if not length.isdigit() or int(length) > self.max_bytes:
@@ -93,7 +98,7 @@ class BodySizeLimitMiddleware:
                 return
             await self.app(scope, receive, send)
             return
-        if "chunked" not in headers.get("transfer-encoding", "").lower():
+        if not chunked:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -176,40 +181,35 @@ class SecurityHeadersMiddleware:
 
     def __init__(self, app: ASGIApp, *, csp: str, hsts_max_age_s: int | None) -> None:
         self.app = app
-        self.static: list[tuple[str, str]] = [
-            ("X-Content-Type-Options", "nosniff"),
-            ("X-Frame-Options", "DENY"),
-            ("Referrer-Policy", "no-referrer"),
-            ("Cross-Origin-Opener-Policy", "same-origin"),
+        static = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cross-origin-opener-policy", b"same-origin"),
         ]
         if hsts_max_age_s:
-            self.static.append(
-                ("Strict-Transport-Security", f"max-age={hsts_max_age_s}; includeSubDomains")
-            )
-        self.csp = csp
+            hsts = f"max-age={hsts_max_age_s}; includeSubDomains".encode()
+            static.append((b"strict-transport-security", hsts))
+        # Raw (lower-case) header pairs, precomputed: this runs on every queue poll.
+        self.headers = static + ([(b"content-security-policy", csp.encode())] if csp else [])
+        self.docs_headers = [*static, (b"content-security-policy", DOCS_CSP.encode())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        csp = DOCS_CSP if path in DOCS_PATHS else self.csp
-        request_headers = Headers(scope=scope)
-        private = (
-            path.startswith("/auth/")
-            or path.startswith("/users/me")
-            or "authorization" in request_headers
-        )
+        extra = self.docs_headers if path in DOCS_PATHS else self.headers
+        if path.startswith(("/auth/", "/users/me")) or any(
+            name == b"authorization" for name, _ in scope["headers"]
+        ):
+            extra = [*extra, (b"cache-control", b"no-store")]
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.static:
-                    headers.setdefault(name, value)
-                if csp:
-                    headers.setdefault("Content-Security-Policy", csp)
-                if private:
-                    headers.setdefault("Cache-Control", "no-store")
+                raw: list[tuple[bytes, bytes]] = message.setdefault("headers", [])
+                present = {name.lower() for name, _ in raw}
+                raw.extend(pair for pair in extra if pair[0] not in present)
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
