@@ -219,6 +219,18 @@ class StrictCORSMiddleware(CORSMiddleware):
     """Starlette's CORS handling with an explicit origin allow-list (none by default); a
     refused preflight is a 403 problem+json instead of Starlette's plain-text 400."""
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # With no origin allowed, an answer never depends on Origin: skip Starlette's header
+        # parsing for requests without one (every queue poll from a same-origin page or app).
+        if (
+            not self.allow_origins
+            and scope["type"] == "http"
+            and all(name != b"origin" for name, _ in scope["headers"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
         if response.status_code == 200:
