@@ -190,6 +190,7 @@ async def _build(client: httpx.AsyncClient, state: AppState) -> World:
     )
     assert r.status_code == 202, r.text
     world.ids["request_id"] = r.json()["request_id"]
+    world.ids["pipeline_concert_id"] = pipeline.concert_id
 
     queue_sale = await new_sale(client, admin, opens_in=1800)
     world.ids["sale_id"] = queue_sale["id"]

@@ -8,6 +8,7 @@ entry (or an entry for a removed route) fails `test_every_route_is_in_the_matrix
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -393,3 +394,28 @@ async def test_only_admins_see_channel_ingest_details(world: World) -> None:
         shown = (await world.client.get(url, headers=world.auth[role])).json()
         assert "ingest_url" not in shown and "stream_key_hint" not in shown, shown
     assert "ingest_url" in (await world.client.get(url, headers=world.admin)).json()
+
+
+@pytest.mark.parametrize("strategy", ["atomic", "redis_claim"])
+async def test_another_fans_idempotency_key_replays_nothing_of_theirs(
+    world: World, strategy: str
+) -> None:
+    """Idempotency keys are per fan: B sending A's key and body gets a booking of B's own."""
+    concert = world.ids["concert_id" if strategy == "atomic" else "pipeline_concert_id"]
+    url = f"/concerts/{concert}/bookings"
+    key = {"Idempotency-Key": f"shared-{uuid.uuid4().hex}"}
+    body = {"quantity": 1, "strategy": strategy}
+    first = await world.client.post(url, json=body, headers=world.auth["fan"] | key)
+    second = await world.client.post(url, json=body, headers=world.auth["other"] | key)
+    assert first.status_code == second.status_code
+    assert first.status_code in (201, 202), first.text
+    ident = "id" if strategy == "atomic" else "request_id"
+    assert first.json()[ident] != second.json()[ident]
+    if strategy == "atomic":
+        seen = await world.client.get(f"/bookings/{second.json()['id']}", headers=world.auth["fan"])
+        assert seen.status_code == 404
+    else:
+        seen = await world.client.get(
+            f"/bookings/requests/{second.json()['request_id']}", headers=world.auth["fan"]
+        )
+        assert seen.status_code == 404
