@@ -100,7 +100,7 @@ class World:
         values = await asyncio.gather(*(redis.dump(k) for k in keys))
         ttls = await asyncio.gather(*(redis.pttl(k) for k in keys))
         for key, value, ttl in zip(keys, values, ttls, strict=True):
-            if value is not None:  # expired between SCAN and DUMP
+            if value is not None and ttl != -2:  # -2: it expired while being read
                 digest = hashlib.sha256(value).hexdigest()
                 out[f"redis {key.decode()}"] = digest + (EXPIRES if ttl > 0 else "")
         return out

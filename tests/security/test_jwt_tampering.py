@@ -88,11 +88,17 @@ async def _count(app: Any, model: type[Any]) -> int:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
+@pytest.fixture(scope="module")
+async def genuine(app: Any) -> str:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        return str((await signup_and_login(c))["access_token"])
+
+
 @pytest.mark.parametrize("case", ACCESS_CASES)
 async def test_tampered_access_tokens_are_refused(
-    client: httpx.AsyncClient, app: Any, settings: Settings, case: str
+    client: httpx.AsyncClient, app: Any, settings: Settings, genuine: str, case: str
 ) -> None:
-    genuine = (await signup_and_login(client))["access_token"]
     if case == "admission_token_as_access_token":
         sub = jwt.decode(genuine, options={"verify_signature": False})["sub"]
         now = datetime.now(UTC)
