@@ -24,7 +24,13 @@ from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.kafka import KafkaProducerResource
 from app.core.logging import configure_logging
-from app.core.middleware import RequestContextMiddleware
+from app.core.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+    StrictCORSMiddleware,
+    default_csp,
+)
 from app.core.openapi import problem_responses
 from app.core.problems import install_problem_handlers
 from app.core.redis import Keys, create_redis
@@ -66,6 +72,28 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
+def _add_http_middleware(app: FastAPI, settings: Settings) -> None:
+    # Added innermost first: request context (id, metrics) sees every answer, security headers
+    # go on CORS refusals and 413s too, and a too-large body never reaches a route.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        StrictCORSMiddleware,
+        allow_origins=settings.cors_allow_origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Idempotency-Key", "X-Admission-Token", "X-Request-ID"],
+        expose_headers=["Location", "Retry-After", "ETag", "X-Request-ID"],
+        # Bearer tokens travel in a header, never in cookies: no credentialed CORS.
+        allow_credentials=False,
+        max_age=settings.cors_max_age_s,
+    )
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        csp=default_csp(settings.streaming_hls_base_url) if settings.csp is None else settings.csp,
+        hsts_max_age_s=settings.hsts_max_age_s if settings.behind_https else None,
+    )
+    app.add_middleware(RequestContextMiddleware)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -95,10 +123,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="First-come-first-served concert ticket sales.",
         lifespan=lifespan,
         # Any route can get a malformed body or query (400) or fail validation (422).
-        responses=problem_responses(400, 422),
+        responses=problem_responses(400, 413, 422),
     )
     install_problem_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    _add_http_middleware(app, settings)
     for router in (
         health_router,
         auth_router,

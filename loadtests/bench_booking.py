@@ -326,6 +326,8 @@ async def start_managed(target: Target, params: Params, with_consumer: bool) -> 
         "TR_LOG_LEVEL": "WARNING",
         # No hold of this run expires while the run lasts: the sweeper stays idle.
         "TR_HOLD_TTL_S": "7200",
+        # Each hot-seat fan tries once per round; the per-fan hold limit is not under test.
+        "TR_BOOKING_LIMIT_PER_ACCOUNT": "1000000",
         "PROMETHEUS_MULTIPROC_DIR": str(target.metrics_dir),
         # No metrics port: another consumer on this machine may hold the default one.
         "TR_BOOKING_CONSUMER_METRICS_PORT": "0",

@@ -88,6 +88,8 @@ def settings(
         login_limit_per_account=1000,
         login_limit_per_ip=10_000,
         signup_limit_per_ip=10_000,
+        refresh_limit_per_ip=10_000,
+        booking_limit_per_account=1_000_000,
     )
 
 
@@ -195,6 +197,8 @@ def live_server(
         "TR_LOGIN_LIMIT_PER_ACCOUNT": "1000",
         "TR_LOGIN_LIMIT_PER_IP": "10000",
         "TR_SIGNUP_LIMIT_PER_IP": "10000",
+        "TR_REFRESH_LIMIT_PER_IP": "10000",
+        "TR_BOOKING_LIMIT_PER_ACCOUNT": "1000000",
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="tr-test-metrics-"),
     }
     log_path = tmp_path_factory.mktemp("api") / "api.log"

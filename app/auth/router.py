@@ -38,9 +38,11 @@ async def login(body: LoginRequest, db: DbSession, state: State, ip: ClientIp) -
     )
 
 
-@router.post("/auth/refresh", responses=problem_responses(401, 422))
-async def refresh(body: RefreshRequest, db: DbSession, state: State) -> TokenPair:
-    return await service.refresh(db, state.settings, refresh_token=body.refresh_token)
+@router.post("/auth/refresh", responses=problem_responses(401, 422, 429))
+async def refresh(body: RefreshRequest, db: DbSession, state: State, ip: ClientIp) -> TokenPair:
+    return await service.refresh(
+        db, state.redis, state.keys, state.settings, refresh_token=body.refresh_token, ip=ip
+    )
 
 
 @router.post(

@@ -139,8 +139,26 @@ async def _issue_pair(
     )
 
 
-async def refresh(session: AsyncSession, settings: Settings, *, refresh_token: str) -> TokenPair:
+async def refresh(
+    session: AsyncSession,
+    redis: Redis,
+    keys: Keys,
+    settings: Settings,
+    *,
+    refresh_token: str,
+    ip: str,
+) -> TokenPair:
     """Rotate a refresh token. Presenting an already-rotated token revokes its whole family."""
+    await ratelimit.enforce(
+        redis,
+        [
+            (
+                keys("rl", "refresh", "ip", ip),
+                settings.refresh_limit_per_ip,
+                settings.login_limit_window_s,
+            )
+        ],
+    )
     token_id, digest = _split_refresh(refresh_token)
     now = datetime.now(UTC)
     row = await repository.lock_refresh_token(session, token_id)

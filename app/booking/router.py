@@ -15,7 +15,7 @@ from app.booking.schemas import (
     GeneralAdmissionSet,
     IdempotencyKey,
 )
-from app.core.deps import State
+from app.core.deps import ClientIp, State
 from app.core.openapi import problem_responses
 from app.core.pagination import Page
 from app.core.types import Id, Limit
@@ -42,7 +42,7 @@ IdemHeader = Annotated[
             "description": "Accepted for asynchronous persistence (strategy redis_claim)",
             "model": BookingRequestRead,
         },
-        **problem_responses(401, 404, 409, 422, 503),
+        **problem_responses(401, 403, 404, 409, 422, 429, 503),
     },
 )
 async def create_booking(
@@ -50,10 +50,12 @@ async def create_booking(
     body: BookingCreate,
     state: State,
     user: CurrentUser,
+    ip: ClientIp,
     response: Response,
     admission: AdmissionGate,
     idempotency_key: IdemHeader = None,
 ) -> BookingRead | BookingRequestRead:
+    await service.limit_holds(state, user_id=user.user_id, ip=ip)
     booking, replayed = await service.hold(
         state,
         user_id=user.user_id,

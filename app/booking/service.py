@@ -38,6 +38,7 @@ from app.booking.strategies.base import HoldRequest, IdempotentReplay, PendingHo
 from app.booking.strategies.redis_claim import BookingRequestNotFound
 from app.catalog.errors import ConcertNotFound
 from app.catalog.seat.service import invalidate_availability
+from app.core import ratelimit
 from app.core.metrics import BOOKING_LATENCY, BOOKING_OUTCOMES, HOLDS_EXPIRED
 from app.core.pagination import decode_cursor, encode_cursor
 from app.core.problems import ProblemError
@@ -131,6 +132,23 @@ async def _replay(state: AppState, *, user_id: int, key: str, digest: str) -> Bo
                 "This Idempotency-Key was used for a different booking request."
             )
         return await to_read(session, existing)
+
+
+async def limit_holds(state: AppState, *, user_id: int, ip: str) -> None:
+    """Count one hold attempt of this fan (and IP, if limited); 429 above the limits."""
+    s = state.settings
+    limits = [
+        (
+            state.keys("rl", "hold", "account", user_id),
+            s.booking_limit_per_account,
+            s.booking_limit_window_s,
+        )
+    ]
+    if s.booking_limit_per_ip:
+        limits.append(
+            (state.keys("rl", "hold", "ip", ip), s.booking_limit_per_ip, s.booking_limit_window_s)
+        )
+    await ratelimit.enforce(state.redis, limits)
 
 
 async def hold(

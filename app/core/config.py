@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,20 @@ class Settings(BaseSettings):
     login_limit_per_ip: int = Field(default=50, ge=1)
     login_limit_window_s: int = Field(default=300, ge=1)
     signup_limit_per_ip: int = Field(default=20, ge=1)
+    # Refresh tokens cannot be guessed, but each attempt costs a locked row: per-IP ceiling.
+    refresh_limit_per_ip: int = Field(default=300, ge=1)
+
+    # HTTP hardening (docs/security.md): body size, CORS allow-list, CSP, HSTS.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Browser origins allowed to call the API (JSON list in TR_CORS_ALLOW_ORIGINS); none by default.
+    cors_allow_origins: list[str] = Field(default_factory=list)
+    cors_max_age_s: int = Field(default=600, ge=0)
+    # Content-Security-Policy of every response except /docs and /redoc; None = the built-in
+    # policy (self-hosted scripts and styles, HLS from `streaming_hls_base_url`), "" = no header.
+    csp: str | None = None
+    # Served to browsers over HTTPS (TLS ends at the ingress): send Strict-Transport-Security.
+    behind_https: bool = False
+    hsts_max_age_s: int = Field(default=31_536_000, ge=0)
 
     cache_ttl_s: int = Field(default=60, ge=1)
     cache_ttl_jitter: float = Field(default=0.2, ge=0, le=1)
@@ -72,6 +87,11 @@ class Settings(BaseSettings):
     sale_booking_strategy: str = "redis_claim"
     hold_ttl_s: int = Field(default=300, ge=1)
     max_tickets_per_user: int = Field(default=4, ge=1)
+    # Hold attempts per fan (and per IP; 0 = off, since carrier NAT puts thousands behind one IP
+    # and the admission gate already bounds who reaches booking during a sale) per window.
+    booking_limit_per_account: int = Field(default=30, ge=1)
+    booking_limit_per_ip: int = Field(default=0, ge=0)
+    booking_limit_window_s: int = Field(default=60, ge=1)
     lock_timeout_ms: int = Field(default=2000, ge=1)
     optimistic_max_retries: int = Field(default=8, ge=1)
     # Longer than a pool wait plus a statement, so a normal holder never outlives its lease.
@@ -187,6 +207,15 @@ class Settings(BaseSettings):
     chat_outbox_frames: int = Field(default=1000, ge=10)
     # A subscriber's room check (catalog lookup) is cached in-process this long.
     chat_room_cache_s: float = Field(default=30.0, ge=0)
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        # An allow-list, not a pattern: no "*", no paths, exactly what browsers send as Origin.
+        for origin in origins:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"not an exact origin (scheme://host[:port]): {origin!r}")
+        return origins
 
 
 @lru_cache
