@@ -231,6 +231,8 @@ MATRIX: dict[tuple[str, str], Expect] = {
     ("GET", "/docs/oauth2-redirect"): public(),
     ("GET", "/redoc"): public(),
     ("GET", "/healthz"): public(),
+    # The web app's shell (its pages call the API like any client).
+    ("GET", "/"): public(),
     ("GET", "/readyz"): public(),
     # Prometheus scrapes it; the chart keeps it off the public ingress (docs/security.md).
     ("GET", "/metrics"): public(),
@@ -319,7 +321,9 @@ MATRIX: dict[tuple[str, str], Expect] = {
 }
 
 # Not plain HTTP: authenticated in the STOMP CONNECT frame (tests/chat/test_protocol.py).
-NOT_HTTP = {("WS", "/ws/stomp")}
+# The STOMP socket has its own auth tests (tests/chat); the web app's static files are public
+# and read-only (tests/web checks them).
+NOT_HTTP = {("WS", "/ws/stomp"), ("MOUNT", "/static")}
 
 
 def app_routes(world: World) -> set[tuple[str, str]]:
