@@ -63,6 +63,7 @@ from app.booking.strategies.base import (
     map_integrity_error,
     persist_hold,
 )
+from app.core.kafka import time_ack
 from app.core.problems import ProblemError
 from app.core.state import AppState
 from app.queue.signals import report_member
@@ -593,11 +594,10 @@ class BookingConsumer:
         now = datetime.now(UTC)
         futures: list[asyncio.Future[Any]] = []
         for o in outcomes:
-            futures.append(
-                await self.producer.send(
-                    RESULTS_TOPIC, o.result(now).model_dump_json().encode(), key=o.message.key()
-                )
+            ack = await self.producer.send(
+                RESULTS_TOPIC, o.result(now).model_dump_json().encode(), key=o.message.key()
             )
+            futures.append(time_ack(ack, RESULTS_TOPIC))
         for letter in letters:
             r = letter.record
             headers = [
@@ -607,7 +607,8 @@ class BookingConsumer:
                 ("source-partition", str(r.partition).encode()),
                 ("source-offset", str(r.offset).encode()),
             ]
-            futures.append(await self.producer.send(DLQ_TOPIC, r.value, key=r.key, headers=headers))
+            ack = await self.producer.send(DLQ_TOPIC, r.value, key=r.key, headers=headers)
+            futures.append(time_ack(ack, DLQ_TOPIC))
         await asyncio.gather(*futures)
 
     def _measure(
