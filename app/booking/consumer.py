@@ -104,6 +104,8 @@ REQUEST_LATENCY = Histogram(
     "From the broker's acknowledgement of a booking request (202) to its outcome in PostgreSQL.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+for _kind in ("malformed", "processing_error"):
+    DEAD_LETTERED.labels(_kind)
 LAG = Gauge(
     "tr_booking_consumer_lag",
     "Messages not yet consumed, per assigned partition of booking-requests.",

@@ -119,3 +119,9 @@ HOLDS_EXPIRED = Counter(
     "Holds released because they expired (sweeper or lazily).",
     ["path"],
 )
+
+# Series that exist before their first event, so dashboards and alerts read 0, not "no data".
+for _strategy in ("inprocess", "redis_lock"):
+    LOCK_WAIT.labels(_strategy)
+for _strategy in ("optimistic", "redis_lock"):
+    BOOKING_RETRIES.labels(_strategy)

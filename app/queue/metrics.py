@@ -53,6 +53,12 @@ ADMITTED_ACTIVE = Gauge(
     ["sale"],
     multiprocess_mode="livemax",
 )
+MAX_ACTIVE = Gauge(
+    "tr_admission_max_active",
+    "Most admitted fans shopping at once (the sale's max_active), per sale led by this worker.",
+    ["sale"],
+    multiprocess_mode="livemax",
+)
 LEADER = Gauge(
     "tr_admission_leader",
     "1 while this worker holds the sale's lease.",

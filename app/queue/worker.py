@@ -42,6 +42,7 @@ from app.queue.metrics import (
     CONTROL_DECISIONS,
     FAN_EVENTS,
     LEADER,
+    MAX_ACTIVE,
     QUEUE_FANS,
     QUEUE_LENGTH,
     TICK_SECONDS,
@@ -173,6 +174,7 @@ class AdmissionWorker:
         if run is not None and run.owner is not None:
             await self.store.unlease(sale_id, run.owner)
         LEADER.labels(str(sale_id)).set(0)
+        _forget_sale_gauges(sale_id)
 
     async def _serve_safely(self, run: _SaleRun) -> None:
         try:
@@ -365,6 +367,7 @@ class AdmissionWorker:
         QUEUE_LENGTH.labels(label, "waiting").set(stats.queue_length)
         QUEUE_LENGTH.labels(label, "pre_queue").set(stats.pre_queue)
         ADMITTED_ACTIVE.labels(label).set(stats.admitted_active)
+        MAX_ACTIVE.labels(label).set(run.sale.max_active)
         now = {event: stats.counters.get(event, 0.0) for event in FAN_EVENTS}
         for event, value in now.items():
             before = value if run.counted is None else run.counted.get(event, 0.0)
@@ -376,3 +379,19 @@ class AdmissionWorker:
         run.owner = None
         run.counted = None
         LEADER.labels(str(run.sale.id)).set(0)
+        _forget_sale_gauges(run.sale.id)
+
+
+def _forget_sale_gauges(sale_id: int) -> None:
+    # Only the lease holder reports a sale: a stale length or rate kept by a former leader (or
+    # for a closed sale) would read as a stalled queue.
+    label = str(sale_id)
+    for gauge, labels in (
+        (ADMISSION_RATE, [(label,)]),
+        (ADMITTED_ACTIVE, [(label,)]),
+        (MAX_ACTIVE, [(label,)]),
+        (QUEUE_LENGTH, [(label, "waiting"), (label, "pre_queue")]),
+    ):
+        for values in labels:
+            with contextlib.suppress(KeyError):
+                gauge.remove(*values)
