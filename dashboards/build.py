@@ -73,6 +73,15 @@ def p50(metric: str, by: str, legend: str, where: str = "") -> Query:
 
 
 SALE = 'sale=~"$sale"'
+BOOKING_ROUTES = 'route=~"/concerts/{concert_id}/bookings|/bookings.*"'
+# Ratios: `(errors or all * 0) / all` reads 0 while there is traffic but no error yet, where a
+# plain division would show "no data" (the error series does not exist before the first one).
+BOOKING_REQUESTS = f"sum(rate(tr_http_requests_total{{{BOOKING_ROUTES}}}[{RATE}]))"
+ROUTE_REQUESTS = f'sum by (route) (rate(tr_http_requests_total{{job=~"$job"}}[{RATE}]))'
+CACHE_LOOKUPS = (
+    "sum by (cache)"
+    f' (rate(tr_cache_requests_total{{result=~"hit|negative_hit|stale|miss"}}[{RATE}]))'
+)
 
 SALE_OVERVIEW = Board(
     uid="tr-sale-overview",
@@ -180,8 +189,8 @@ BOOKING = Board(
             "Booking server-error ratio",
             (
                 q(
-                    f"""sum(rate(tr_http_requests_total{{route=~"/concerts/{{concert_id}}/bookings|/bookings.*",status=~"5.."}}[{RATE}]))
-                    / sum(rate(tr_http_requests_total{{route=~"/concerts/{{concert_id}}/bookings|/bookings.*"}}[{RATE}]))""",
+                    f"""(sum(rate(tr_http_requests_total{{{BOOKING_ROUTES},status=~"5.."}}[{RATE}]))
+                    or {BOOKING_REQUESTS} * 0) / {BOOKING_REQUESTS}""",
                     "5xx share",
                 ),
             ),
@@ -238,7 +247,8 @@ BOOKING = Board(
             "Payment simulator answers",
             (
                 q(
-                    f"""sum by (route, status) (rate(tr_http_requests_total{{route=~"/charges|/refunds"}}[{RATE}]))""",
+                    f"""sum by (route, status)
+                    (rate(tr_http_requests_total{{route=~"/charges|/refunds"}}[{RATE}]))""",
                     "{{route}} {{status}}",
                 ),
             ),
@@ -347,7 +357,7 @@ PLATFORM = Board(
             "Requests per route",
             (
                 q(
-                    f"sum by (route) (rate(tr_http_requests_total{{job=~\"$job\"}}[{RATE}]))",
+                    f'sum by (route) (rate(tr_http_requests_total{{job=~"$job"}}[{RATE}]))',
                     "{{route}}",
                 ),
             ),
@@ -358,8 +368,9 @@ PLATFORM = Board(
             "Server errors per route (5xx ratio)",
             (
                 q(
-                    f"""sum by (route) (rate(tr_http_requests_total{{job=~"$job",status=~"5.."}}[{RATE}]))
-                    / sum by (route) (rate(tr_http_requests_total{{job=~"$job"}}[{RATE}]))""",
+                    f"""(sum by (route)
+                    (rate(tr_http_requests_total{{job=~"$job",status=~"5.."}}[{RATE}]))
+                    or {ROUTE_REQUESTS} * 0) / {ROUTE_REQUESTS}""",
                     "{{route}}",
                 ),
             ),
@@ -382,8 +393,9 @@ PLATFORM = Board(
             "Catalog cache hit ratio",
             (
                 q(
-                    f"""sum by (cache) (rate(tr_cache_requests_total{{result=~"hit|negative_hit|stale"}}[{RATE}]))
-                    / sum by (cache) (rate(tr_cache_requests_total{{result=~"hit|negative_hit|stale|miss"}}[{RATE}]))""",
+                    f"""(sum by (cache)
+                    (rate(tr_cache_requests_total{{result=~"hit|negative_hit|stale"}}[{RATE}]))
+                    or {CACHE_LOOKUPS} * 0) / {CACHE_LOOKUPS}""",
                     "{{cache}}",
                 ),
             ),
@@ -525,6 +537,27 @@ def file_name(board: Board) -> str:
 
 def render(board: Board) -> str:
     return json.dumps(build(board), indent=2, sort_keys=True) + "\n"
+
+
+def expand(expr: str, variables: dict[str, str] | None = None) -> str:
+    """The PromQL Prometheus runs for a panel query: Grafana's variables given values (a sale
+    id for `$sale`, a duration for `$__rate_interval` / `$__range`); all sales, all jobs and
+    30 s / 5 m by default."""
+    values = {"$__rate_interval": "30s", "$__range": "5m", "$sale": ".*", "$job": ".*"}
+    values |= variables or {}
+    # Longest names first: `$__rate_interval` before a hypothetical `$__rate`.
+    for name in sorted(values, key=len, reverse=True):
+        expr = expr.replace(name, values[name])
+    return expr
+
+
+def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, expr) of every query of a dashboard JSON model."""
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
 
 
 def main() -> None:

@@ -104,8 +104,13 @@ REQUEST_LATENCY = Histogram(
     "From the broker's acknowledgement of a booking request (202) to its outcome in PostgreSQL.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-for _kind in ("malformed", "processing_error"):
-    DEAD_LETTERED.labels(_kind)
+# Series that exist before their first event, so dashboards and alerts read 0, not "no data".
+for _label in ("malformed", "processing_error"):
+    DEAD_LETTERED.labels(_label)
+for _label in ("held", "rejected", "duplicate"):
+    PROCESSED.labels(_label)
+for _label in ("seat-taken", "sold-out", "ticket-limit-exceeded", "withdrawn"):
+    REJECTED.labels(_label)
 LAG = Gauge(
     "tr_booking_consumer_lag",
     "Messages not yet consumed, per assigned partition of booking-requests.",

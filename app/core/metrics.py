@@ -125,3 +125,7 @@ for _strategy in ("inprocess", "redis_lock"):
     LOCK_WAIT.labels(_strategy)
 for _strategy in ("optimistic", "redis_lock"):
     BOOKING_RETRIES.labels(_strategy)
+for _path in ("lazy", "sweeper"):
+    HOLDS_EXPIRED.labels(_path)
+for _event in ("login_ok", "login_failed", "refresh", "refresh_reuse", "logout"):
+    AUTH_EVENTS.labels(_event)
