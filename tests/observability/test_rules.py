@@ -82,6 +82,10 @@ def test_chart_prometheus_rule_embeds_the_same_rules(tmp_path: Path) -> None:
         for doc in yaml.safe_load_all(text)
         if doc and doc.get("kind") == "PrometheusRule"
     ]
+    lint = helm_python.lint(
+        ROOT / "helm/ticket-rush", {"prometheusRule": {"enabled": True}}, strict=True
+    )
+    assert lint["errors"] == []
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert rule["spec"] == yaml.safe_load(RULES.read_text())
