@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -14,7 +15,13 @@ from app.core.config import Settings, get_settings
 def main() -> None:
     settings = get_settings()
     own_dir = None
-    if settings.api_workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    given_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given_dir:
+        # prometheus-client requires the directory wiped before the workers start: files of an
+        # earlier run (a restarted container keeps its emptyDir) would be summed with ours.
+        for stale in glob.glob(os.path.join(given_dir, "*.db")):
+            os.remove(stale)
+    elif settings.api_workers > 1:
         # Several workers must share one metrics view; prometheus-client does it via files.
         own_dir = tempfile.mkdtemp(prefix="tr-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir

@@ -10,8 +10,9 @@ start (CLI flags, or `TR_PAYMENTS_SIM_*` variables) and changed at runtime by `P
   or refund then gets 503 (`outage_mode: error`) or hangs until the outage ends (`hang`);
 - first_attempt_only: latency and failures hit only the first request for a key, so a retry
   under the same key deterministically gets through.
-`GET /charges/{key}`, `GET /stats`, `/_control` and `/healthz` are inspection endpoints that no
-fault touches. All times are UTC; amounts are integer minor units.
+`GET /charges/{key}`, `GET /stats`, `/_control`, `/healthz` and `/metrics` (Prometheus: the
+RED metrics of every route) are inspection endpoints that no fault touches. All times are UTC;
+amounts are integer minor units.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from app.core.config import get_settings
 from app.core.logging import configure_logging
+from app.core.metrics import render_metrics
+from app.core.middleware import RequestContextMiddleware
 from app.core.problems import (
     Conflict,
     NotFound,
@@ -212,6 +215,7 @@ class Simulator:
 def create_sim_app(sim: Simulator) -> FastAPI:
     app = FastAPI(title="Ticket-Rush payment provider simulator", version="0.1.0")
     install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
 
     @app.post("/charges", status_code=201, response_model=ChargeRead)
     async def create_charge(body: ChargeCreate, response: Response) -> ChargeRead:
@@ -260,6 +264,11 @@ def create_sim_app(sim: Simulator) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body, content_type = render_metrics()
+        return Response(body, media_type=content_type)
 
     return app
 

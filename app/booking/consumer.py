@@ -63,6 +63,7 @@ from app.booking.strategies.base import (
     map_integrity_error,
     persist_hold,
 )
+from app.core.kafka import time_ack
 from app.core.problems import ProblemError
 from app.core.state import AppState
 from app.queue.signals import report_member
@@ -103,6 +104,13 @@ REQUEST_LATENCY = Histogram(
     "From the broker's acknowledgement of a booking request (202) to its outcome in PostgreSQL.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+# Series that exist before their first event, so dashboards and alerts read 0, not "no data".
+for _label in ("malformed", "processing_error"):
+    DEAD_LETTERED.labels(_label)
+for _label in ("held", "rejected", "duplicate"):
+    PROCESSED.labels(_label)
+for _label in ("seat-taken", "sold-out", "ticket-limit-exceeded", "withdrawn"):
+    REJECTED.labels(_label)
 LAG = Gauge(
     "tr_booking_consumer_lag",
     "Messages not yet consumed, per assigned partition of booking-requests.",
@@ -593,11 +601,10 @@ class BookingConsumer:
         now = datetime.now(UTC)
         futures: list[asyncio.Future[Any]] = []
         for o in outcomes:
-            futures.append(
-                await self.producer.send(
-                    RESULTS_TOPIC, o.result(now).model_dump_json().encode(), key=o.message.key()
-                )
+            ack = await self.producer.send(
+                RESULTS_TOPIC, o.result(now).model_dump_json().encode(), key=o.message.key()
             )
+            futures.append(time_ack(ack, RESULTS_TOPIC))
         for letter in letters:
             r = letter.record
             headers = [
@@ -607,7 +614,8 @@ class BookingConsumer:
                 ("source-partition", str(r.partition).encode()),
                 ("source-offset", str(r.offset).encode()),
             ]
-            futures.append(await self.producer.send(DLQ_TOPIC, r.value, key=r.key, headers=headers))
+            ack = await self.producer.send(DLQ_TOPIC, r.value, key=r.key, headers=headers)
+            futures.append(time_ack(ack, DLQ_TOPIC))
         await asyncio.gather(*futures)
 
     def _measure(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import DateTime, MetaData, func, text
+from sqlalchemy import DateTime, MetaData, event, func, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.core.config import Settings, get_settings
+from app.core.metrics import DB_POOL_CAPACITY, DB_POOL_IN_USE
 
 # Explicit names so Alembic revisions and the models agree on every constraint.
 NAMING_CONVENTION = {
@@ -52,7 +54,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "statement_timeout": str(settings.db_statement_timeout_ms),
             "application_name": "ticket-rush",
         }
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -62,6 +64,27 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_recycle=1800,
         connect_args=connect_args,
     )
+    _instrument_pool(engine, settings.db_pool_size + settings.db_max_overflow)
+    return engine
+
+
+def _instrument_pool(engine: AsyncEngine, capacity: int) -> None:
+    # Pool events, not a scrape-time collector: they work in prometheus-client's multiprocess
+    # mode, where only metric objects (files) are aggregated across workers.
+    DB_POOL_CAPACITY.inc(capacity)
+
+    def on_checkout(*_: Any) -> None:
+        DB_POOL_IN_USE.inc()
+
+    def on_checkin(*_: Any) -> None:
+        DB_POOL_IN_USE.dec()
+
+    def on_dispose(*_: Any) -> None:
+        DB_POOL_CAPACITY.dec(capacity)
+
+    event.listen(engine.sync_engine, "checkout", on_checkout)
+    event.listen(engine.sync_engine, "checkin", on_checkin)
+    event.listen(engine.sync_engine, "engine_disposed", on_dispose)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

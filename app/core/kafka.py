@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from app.core.config import Settings
+from app.core.metrics import KAFKA_PRODUCE_LATENCY
 
 log = structlog.get_logger(__name__)
+
+
+def time_ack(ack: asyncio.Future[Any], topic: str) -> asyncio.Future[Any]:
+    """Record the time from now until the broker acknowledges `ack` (a `producer.send` result)."""
+    started = time.perf_counter()
+
+    def done(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            KAFKA_PRODUCE_LATENCY.labels(topic).observe(time.perf_counter() - started)
+
+    ack.add_done_callback(done)
+    return ack
 
 
 class KafkaProducerResource:

@@ -52,6 +52,9 @@ PAYMENT_RETRIES = Counter(
     ["operation"],
 )
 
+for _operation in ("charge", "refund"):  # series at 0 before the first retry
+    PAYMENT_RETRIES.labels(_operation)
+
 BREAKER_NAME = "payments"
 # Full-jitter exponential backoff between attempts: up to 0.1 s, 0.2 s, ... capped at 2 s.
 BACKOFF_BASE_S = 0.05

@@ -24,6 +24,14 @@ PUSH_TICKS = Counter(
     "Shared per-sale status calls made for push subscribers (one per sale, process and tick).",
 )
 
+# The sale's own counters in Redis (app/queue/store.py `stats`), whichever process moved them.
+FAN_EVENTS = ("joined", "abandoned", "admission_expired", "left", "completed")
+QUEUE_FANS = Counter(
+    "tr_queue_fans_total",
+    "Fans per sale by event (joined, abandoned, admission_expired, left, completed), from the "
+    "sale's Redis counters, exported by the admission worker holding the sale's lease.",
+    ["sale", "event"],
+)
 ADMITTED = Counter(
     "tr_admission_admitted_total", "Fans admitted by the admission worker, per sale.", ["sale"]
 )
@@ -42,6 +50,12 @@ QUEUE_LENGTH = Gauge(
 ADMITTED_ACTIVE = Gauge(
     "tr_admission_active",
     "Admitted fans currently shopping, per sale led by this worker.",
+    ["sale"],
+    multiprocess_mode="livemax",
+)
+MAX_ACTIVE = Gauge(
+    "tr_admission_max_active",
+    "Most admitted fans shopping at once (the sale's max_active), per sale led by this worker.",
     ["sale"],
     multiprocess_mode="livemax",
 )

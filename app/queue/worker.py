@@ -40,7 +40,10 @@ from app.queue.metrics import (
     ADMITTED,
     ADMITTED_ACTIVE,
     CONTROL_DECISIONS,
+    FAN_EVENTS,
     LEADER,
+    MAX_ACTIVE,
+    QUEUE_FANS,
     QUEUE_LENGTH,
     TICK_SECONDS,
 )
@@ -89,6 +92,8 @@ class _SaleRun:
     sold_out_seen: int = 0  # consecutive sold-out observations (one could be a transient)
     drawn: bool = False  # the pre-queue is in line (it never refills once the sale is open)
     ga_empty_since: float | None = None
+    # The sale's Redis counters when last exported: only growth seen while leading is counted.
+    counted: dict[str, float] | None = None
 
 
 class AdmissionWorker:
@@ -169,6 +174,7 @@ class AdmissionWorker:
         if run is not None and run.owner is not None:
             await self.store.unlease(sale_id, run.owner)
         LEADER.labels(str(sale_id)).set(0)
+        _forget_sale_gauges(sale_id)
 
     async def _serve_safely(self, run: _SaleRun) -> None:
         try:
@@ -361,8 +367,31 @@ class AdmissionWorker:
         QUEUE_LENGTH.labels(label, "waiting").set(stats.queue_length)
         QUEUE_LENGTH.labels(label, "pre_queue").set(stats.pre_queue)
         ADMITTED_ACTIVE.labels(label).set(stats.admitted_active)
+        MAX_ACTIVE.labels(label).set(run.sale.max_active)
+        now = {event: stats.counters.get(event, 0.0) for event in FAN_EVENTS}
+        for event, value in now.items():
+            before = value if run.counted is None else run.counted.get(event, 0.0)
+            QUEUE_FANS.labels(label, event).inc(max(0.0, value - before))
+        run.counted = now
 
     def _lost(self, run: _SaleRun) -> None:
         log.warning("lease_lost", sale_id=run.sale.id, owner=run.owner)
         run.owner = None
+        run.counted = None
         LEADER.labels(str(run.sale.id)).set(0)
+        _forget_sale_gauges(run.sale.id)
+
+
+def _forget_sale_gauges(sale_id: int) -> None:
+    # Only the lease holder reports a sale: a stale length or rate kept by a former leader (or
+    # for a closed sale) would read as a stalled queue.
+    label = str(sale_id)
+    for gauge, labels in (
+        (ADMISSION_RATE, [(label,)]),
+        (ADMITTED_ACTIVE, [(label,)]),
+        (MAX_ACTIVE, [(label,)]),
+        (QUEUE_LENGTH, [(label, "waiting"), (label, "pre_queue")]),
+    ):
+        for values in labels:
+            with contextlib.suppress(KeyError):
+                gauge.remove(*values)

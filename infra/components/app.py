@@ -47,6 +47,8 @@ def chart_values(config: PlatformConfig, *, kafka_bootstrap: str) -> dict[str, A
         },
         "bookingConsumer": {"replicas": config.consumer_replicas},
         "serviceMonitor": {"enabled": config.monitoring},
+        # The chart's alerts (helm/ticket-rush/rules), loaded by the same Prometheus.
+        "prometheusRule": {"enabled": config.monitoring},
     }
 
 

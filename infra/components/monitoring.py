@@ -53,6 +53,8 @@ class Monitoring(pulumi.ComponentResource):
                         # Scrape every ServiceMonitor/PodMonitor, not only this release's.
                         "serviceMonitorSelectorNilUsesHelmValues": False,
                         "podMonitorSelectorNilUsesHelmValues": False,
+                        # ... and load every PrometheusRule (the app chart's alerts).
+                        "ruleSelectorNilUsesHelmValues": False,
                     }
                 },
                 "grafana": {

@@ -300,7 +300,7 @@ def test_partitions_from_config_reach_topics_and_chart(
             try:
                 kubernetes_validate.validate(obj, "1.30.0", strict=True)
             except kubernetes_validate.SchemaNotFoundError:
-                assert obj["kind"] == "ServiceMonitor"
+                assert obj["kind"] in {"ServiceMonitor", "PrometheusRule"}
         config_map = next(o for o in objects if o["kind"] == "ConfigMap")
         assert json.loads(config_map["data"]["TR_KAFKA_TOPICS"]) == PARTITIONS
         consumer = next(
@@ -320,6 +320,7 @@ def test_partitions_from_config_reach_topics_and_chart(
         assert refs == {APP_SECRET}
         assert program.get("app-secret").inputs["metadata"]["name"] == APP_SECRET
         assert any(o["kind"] == "ServiceMonitor" for o in objects)
+        assert any(o["kind"] == "PrometheusRule" for o in objects)
 
     return program.settled().apply(check)
 
@@ -369,6 +370,7 @@ def test_monitoring_can_be_left_out(program: Program, dashboards: Path) -> pulum
         charts = {r.inputs["chart"] for r in program.of_type("kubernetes:helm.sh/v3:Release")}
         assert "kube-prometheus-stack" not in charts
         assert program.get("app-release").inputs["values"]["serviceMonitor"] == {"enabled": False}
+        assert program.get("app-release").inputs["values"]["prometheusRule"] == {"enabled": False}
         assert "monitoring-kube-prometheus-stack" not in program.get("app-release").depends_on
 
     return program.settled().apply(check)

@@ -6,6 +6,7 @@ only the database constraints stop the second write (the failure the benchmark d
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import ClassVar
@@ -22,6 +23,7 @@ from app.booking.strategies.base import (
     ga_row,
     seat_prices,
 )
+from app.core.metrics import LOCK_WAIT
 from app.core.state import AppState
 
 
@@ -56,8 +58,10 @@ class InProcessStrategy(TransactionalStrategy):
     async def guard(self, state: AppState, req: HoldRequest) -> AsyncIterator[int]:
         keys = [f"seat:{s}" for s in req.seat_ids] or [f"ga:{req.concert_id}"]
         async with AsyncExitStack() as stack:
+            started = time.perf_counter()
             for key in keys:  # sorted seat ids: no lock-order deadlocks
                 await stack.enter_async_context(self._locks.hold(key))
+            LOCK_WAIT.labels(self.name).observe(time.perf_counter() - started)
             yield 0
 
     async def claim_seats(self, session: AsyncSession, req: HoldRequest, token: int) -> Claimed:

@@ -24,6 +24,7 @@ from app.booking.inventory import ClaimResult, Inventory, InventoryUnavailable, 
 from app.booking.messages import REQUESTS_TOPIC, BookingRequestMessage
 from app.booking.models import Booking
 from app.booking.strategies.base import HoldRequest, PendingHold
+from app.core.metrics import KAFKA_PRODUCE_LATENCY
 from app.core.problems import NotFound, ServiceUnavailable
 from app.core.state import AppState
 
@@ -78,12 +79,14 @@ class RedisClaimStrategy:
             await inventory.save_statuses([status], state.settings.booking_request_ttl_s)
             # A duplicate claim (an idempotent retry) is sent again: the first send may have
             # failed, and the consumer's inbox drops the extra copy.
+            started = time.perf_counter()
             await asyncio.wait_for(
                 producer.send_and_wait(
                     REQUESTS_TOPIC, message.model_dump_json().encode(), key=message.key()
                 ),
                 timeout=state.settings.booking_produce_timeout_s,
             )
+            KAFKA_PRODUCE_LATENCY.labels(REQUESTS_TOPIC).observe(time.perf_counter() - started)
         except Exception as exc:
             log.warning(
                 "booking_request_not_acknowledged", request_id=str(request_id), error=repr(exc)
