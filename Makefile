@@ -127,12 +127,12 @@ clean:
 # The web app (app/web) loads hls.js and stompjs from /static/vendor: the locked npm packages,
 # copied there (gitignored) so the API serves them same-origin with the pages.
 WEB_VENDOR_DIR := app/web/static/vendor
-WEB_VENDOR := $(WEB_VENDOR_DIR)/.installed
+# The copied file itself is the target: no stamp file inside the package.
+WEB_VENDOR := $(WEB_VENDOR_DIR)/hls.light.min.mjs
 $(WEB_VENDOR): web/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p $(WEB_VENDOR_DIR)
 	cp web/node_modules/hls.js/dist/hls.light.min.mjs web/node_modules/@stomp/stompjs/bundles/stomp.umd.min.js $(WEB_VENDOR_DIR)/
-	touch $(WEB_VENDOR)
 
 web-vendor: $(WEB_VENDOR)
