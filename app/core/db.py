@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, MetaData, func, text
+import asyncpg
+from sqlalchemy import DateTime, MetaData, event, func, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -52,7 +54,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "statement_timeout": str(settings.db_statement_timeout_ms),
             "application_name": "ticket-rush",
         }
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -62,6 +64,22 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_recycle=1800,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "handle_error", _terminated_is_a_disconnect)
+    return engine
+
+
+def _terminated_is_a_disconnect(context: ExceptionContext) -> None:
+    # A backend terminated mid-operation (pg_terminate_backend, a failover) can leave asyncpg's
+    # protocol stuck: "cannot switch to state N; another operation (2) is in progress"
+    # (InternalClientError, sqlalchemy#13241, found by `make chaos`). SQLAlchemy does not count
+    # it as a disconnect, so the broken connection went back to the pool and the request was a
+    # 500. As a disconnect the pool drops it and callers see `connection_invalidated`.
+    exc: BaseException | None = context.original_exception
+    while exc is not None:
+        if isinstance(exc, asyncpg.InternalClientError) and "in progress" in str(exc):
+            context.is_disconnect = True
+            return
+        exc = exc.__cause__
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
