@@ -9,6 +9,7 @@ PYTEST_WORKERS ?= 2
 .PHONY: help venv lint test test-quick demo dev down status bench-catalog bench-booking bench-spike clean k8s-demo
 .PHONY: kind-up kind-deploy kind-loadtest kind-down
 .PHONY: chat-js bench-chat
+.PHONY: chaos
 
 help:
 	@echo "make demo          a full ticket rush on the local stack (FANS=50000 SEATS=5000) + report"
@@ -21,6 +22,7 @@ help:
 	@echo "make k8s-demo      Kubernetes API emulator + kopf operator + local stack: a ConcertSale's phases"
 	@echo "make kind-up kind-deploy kind-loadtest   the platform on a local kind cluster (Docker)"
 	@echo "make bench-chat    1,000 STOMP subscribers over 2 API processes vs raw Redis pub/sub"
+	@echo "make chaos         rushes under faults (consumer kill, PG/Redis/payments/broker down) + report"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -112,6 +114,12 @@ chat-js: $(CHAT_JS)
 bench-chat: $(STAMP)
 	$(TR) stack up
 	$(PY) -m loadtests.bench_chat --out reports/chat
+
+# Each scenario runs its own stack (free ports, .run/chaos/<scenario>, private redis-server),
+# so `make dev` / `make demo` may keep running. CHAOS_ARGS e.g. --scenario redis-restart.
+chaos: $(STAMP)
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+	$(PY) -m loadtests.chaos --out reports/resilience $(CHAOS_ARGS)
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache
