@@ -11,6 +11,7 @@ PYTEST_WORKERS ?= 2
 .PHONY: chat-js bench-chat
 .PHONY: bench-queue-redis
 .PHONY: web-vendor
+.PHONY: chaos
 
 help:
 	@echo "make demo          a full ticket rush on the local stack (FANS=50000 SEATS=5000) + report"
@@ -25,6 +26,7 @@ help:
 	@echo "make web-vendor    browser libraries (hls.js, stompjs) for the web app, from web/package-lock.json"
 	@echo "make bench-chat    1,000 STOMP subscribers over 2 API processes vs raw Redis pub/sub"
 	@echo "make bench-queue-redis  Redis CPU per queue join/status vs SET (docs/capacity.md)"
+	@echo "make chaos         rushes under faults (consumer kill, PG/Redis/payments/broker down) + report"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -120,6 +122,12 @@ chat-js: $(CHAT_JS)
 bench-chat: $(STAMP)
 	$(TR) stack up
 	$(PY) -m loadtests.bench_chat --out reports/chat
+
+# Each scenario runs its own stack (free ports, .run/chaos/<scenario>, private redis-server),
+# so `make dev` / `make demo` may keep running. CHAOS_ARGS e.g. --scenario redis-restart.
+chaos: $(STAMP)
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+	$(PY) -m loadtests.chaos --out reports/resilience $(CHAOS_ARGS)
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache

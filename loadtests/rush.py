@@ -71,6 +71,9 @@ class RushConfig:
     deadline_s: float = 240.0  # the rush must be over by then (after open)
     in_flight: int = 256  # concurrent non-streaming requests of the generator
     seed: int = 7
+    # A fan whose place or admission vanished (a Redis loss, see app/queue/store.py) joins
+    # again, as the page tells them to, at most this many times; 0 takes the loss as the answer.
+    rejoins: int = 0
 
 
 @dataclass
@@ -96,6 +99,8 @@ class Recorder:
     )
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    # Server errors by (request kind, status, problem type): a 5xx must be problem+json.
+    problems: Counter[tuple[str, int, str]] = field(default_factory=Counter)
     requests: int = 0
 
     def record(self, kind: str, started: float, status: int) -> None:
@@ -112,8 +117,12 @@ class FanResult:
     position: int | None = None
     refresh_kept_place: bool | None = None
     tickets: int = 0
-    accepted_ids: list[str] = field(default_factory=list)  # booking requests answered 202
     mode: str = "poll"
+    # (request id, seconds since open) of each 202, and the bookings paid for: what the
+    # platform acknowledged to this fan, so a fault test can look for each one in the database.
+    accepted: list[tuple[str, float]] = field(default_factory=list)
+    confirmed_bookings: list[int] = field(default_factory=list)
+    rejoined: int = 0  # times the fan joined again after losing the place (cfg.rejoins)
 
 
 @dataclass
@@ -131,6 +140,15 @@ class RushOutcome:
     checks: dict[str, Any] = field(default_factory=dict)
 
 
+def _problem_type(response: aiohttp.ClientResponse, body: bytes) -> str:
+    if response.content_type != "application/problem+json":
+        return f"not problem+json ({response.content_type})"
+    try:
+        return str(json.loads(body).get("type", "no type"))
+    except ValueError:
+        return "malformed problem+json"
+
+
 class Api:
     """The generator's HTTP client: bounded in-flight requests, every call timed."""
 
@@ -142,6 +160,7 @@ class Api:
         # connection, so their requests must not queue behind the crowd's polls in this one
         # generator (they still queue behind them in the server).
         self.shop_gate = asyncio.Semaphore(max(8, in_flight // 2))
+        self.active = 0  # requests on the wire right now
         self.session = aiohttp.ClientSession(
             base_url,
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, force_close=False),
@@ -162,12 +181,18 @@ class Api:
                 async with gate:
                     # Timed from here: waiting for the generator's own gate is not the server's.
                     started = time.monotonic()
-                    async with self.session.request(
-                        method, path, headers=headers, json=json_body
-                    ) as r:
-                        body = await r.read()
-                        self.recorder.record(kind, started, r.status)
-                        status, answer = r.status, dict(r.headers)
+                    self.active += 1
+                    try:
+                        async with self.session.request(
+                            method, path, headers=headers, json=json_body
+                        ) as r:
+                            body = await r.read()
+                            self.recorder.record(kind, started, r.status)
+                            status, answer = r.status, dict(r.headers)
+                            if status >= 500:
+                                self.recorder.problems[(kind, status, _problem_type(r, body))] += 1
+                    finally:
+                        self.active -= 1
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.recorder.errors[f"{kind}: {type(exc).__name__}"] += 1
                 await asyncio.sleep(0.2 * (attempt + 1))
@@ -315,6 +340,7 @@ class VirtualFan:
         self.rng = rng
         self.headers = {"Authorization": f"Bearer {token}"}
         self.result = FanResult(user_id)
+        self.rejoins_left = shared.cfg.rejoins
 
     @property
     def queue(self) -> str:
@@ -351,12 +377,17 @@ class VirtualFan:
             if data.get("position") is not None:
                 self.result.position = data["position"]
             if state == "admitted":
-                await self._shop(data["admission_token"])
+                if await self._shop(data["admission_token"]) and self._may_rejoin():
+                    data = await self._rejoin()
+                    continue
                 return
             if state in ("sold_out", "closed", "expired"):
                 self.result.answer = state
                 return
             if state == "not_in_queue":
+                if self._may_rejoin():
+                    data = await self._rejoin()
+                    continue
                 self.result.answer = "expired"
                 return
             wait = data.get("poll_after_seconds") or 2.0
@@ -366,6 +397,21 @@ class VirtualFan:
                 data = await self._refresh()
                 continue
             data = await self._status()
+
+    def _may_rejoin(self) -> bool:
+        if self.rejoins_left <= 0 or self.s.stop.is_set():
+            return False
+        self.rejoins_left -= 1
+        self.result.rejoined += 1
+        return True
+
+    async def _rejoin(self) -> dict[str, Any]:
+        status, data, _ = await self.s.api.call("join", "POST", self.queue, headers=self.headers)
+        if (over := _sale_over(status, data)) is not None:
+            return {"state": over}
+        if status not in (200, 201):
+            raise RuntimeError(f"rejoin: {status} {data}")
+        return dict(data)
 
     async def _status(self) -> dict[str, Any]:
         status, data, _ = await self.s.api.call(
@@ -438,11 +484,12 @@ class VirtualFan:
         if final["state"] in ("pre_queue", "waiting", "admitted"):
             self.result.answer = None  # still queued after the sale ended: not an answer
 
-    async def _shop(self, token: str) -> None:
+    async def _shop(self, token: str) -> bool:
+        """Book and pay; True when the admission was lost with the place (the fan may rejoin)."""
         roll = self.rng.random()
         if roll < self.s.cfg.no_book_share:
             self.result.answer = "walked_away_admitted"
-            return
+            return False
         abandon_hold = roll < self.s.cfg.no_book_share + self.s.cfg.hold_abandon_share
         gated = self.headers | {"X-Admission-Token": token}
         want = self.rng.choices((1, 2, 3, 4), weights=(25, 45, 15, 15))[0]
@@ -450,27 +497,30 @@ class VirtualFan:
             booking = await self._claim(gated, want, attempt)
             if booking == "sold_out":
                 self.result.answer = "sold_out"
-                return
+                return False
             if booking == "revoked":
                 final = await self._status()
+                if final["state"] == "not_in_queue" and self.rejoins_left > 0:
+                    return True
                 self.result.answer = (
                     final["state"] if final["state"] in FINAL_ANSWERS else ("closed")
                 )
-                return
+                return False
             if not isinstance(booking, int):
                 await asyncio.sleep(0.1 if attempt < 3 else 0.5 + attempt * 0.25)
                 continue
             if abandon_hold:
                 self.result.answer = "hold_expired"
-                return
+                return False
             if not await self._pay(booking, want):
                 await self._leave()
-            return
+            return False
         final = await self._status()
         self.result.answer = (
             final["state"] if final["state"] in ("sold_out", "closed") else ("sold_out")
         )
         await self._leave()
+        return False
 
     async def _leave(self) -> None:
         # A fan who gives up closes the page, whose unload beacon leaves the line: the
@@ -525,7 +575,7 @@ class VirtualFan:
         if status != 202:
             return None
         request_id = str(data["request_id"])
-        self.result.accepted_ids.append(request_id)
+        self.result.accepted.append((request_id, time.monotonic() - self.s.opens_mono))
         for _ in range(200):
             await asyncio.sleep(0.25)
             status, outcome, _ = await api.call(
@@ -548,6 +598,7 @@ class VirtualFan:
             if status == 200 and data["status"] == "confirmed":
                 self.result.answer = "ticket"
                 self.result.tickets = len(data.get("tickets") or []) or want
+                self.result.confirmed_bookings.append(booking_id)
                 return True
             if status == 402:
                 declined += 1
@@ -746,6 +797,7 @@ async def run_rush(
                         "fans_done": len(active) - pending,
                         "fans": len(active),
                         "requests": recorder.requests,
+                        "in_flight": api.active,
                         "answers": Counter(f.result.answer for f in fans if f.result.answer),
                     }
                 )
@@ -852,7 +904,7 @@ async def verify(engine: AsyncEngine, settings: Settings, outcome: RushOutcome) 
     processed = after[f"{REQUESTS_TOPIC}:committed"] - before[f"{REQUESTS_TOPIC}:committed"]
     results = after[f"{RESULTS_TOPIC}:end"] - before[f"{RESULTS_TOPIC}:end"]
     messages, topic_ids = await requested_ids(settings, c)
-    accepted = {rid for f in outcome.fans for rid in f.accepted_ids}
+    accepted = {rid for f in outcome.fans for rid, _ in f.accepted}
     answers = Counter(f.answer or "unanswered" for f in outcome.fans)
     unanswered = sum(n for a, n in answers.items() if a not in FINAL_ANSWERS)
     refreshes = [f.refresh_kept_place for f in outcome.fans if f.refresh_kept_place is not None]

@@ -180,3 +180,27 @@ async def open_payment(session: AsyncSession, booking: Booking) -> Payment:
     session.add(payment)
     await session.flush()
     return payment
+
+
+async def abandoned_payments(session: AsyncSession, *, limit: int) -> list[tuple[int, str]]:
+    """(id, provider key) of payments still pending on bookings that were released."""
+    rows = await session.execute(
+        select(Payment.id, Payment.provider_key)
+        .join(Booking, Booking.id == Payment.booking_id)
+        .where(
+            Payment.status == "pending",
+            Booking.status.in_((BookingStatus.expired, BookingStatus.cancelled)),
+        )
+        .order_by(Payment.id)
+        .limit(limit)
+    )
+    return [(payment_id, key) for payment_id, key in rows]
+
+
+async def settle_payment(session: AsyncSession, *, payment_id: int, status: str) -> None:
+    """Close a pending payment (a concurrent `pay` that settled it first wins)."""
+    await session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.status == "pending")
+        .values(status=status)
+    )

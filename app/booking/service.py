@@ -43,7 +43,7 @@ from app.core.metrics import BOOKING_LATENCY, BOOKING_OUTCOMES, HOLDS_EXPIRED
 from app.core.pagination import decode_cursor, encode_cursor
 from app.core.problems import ProblemError
 from app.core.state import AppState
-from app.payments.errors import PaymentDeclined
+from app.payments.errors import PaymentConflict, PaymentDeclined, PaymentError, PaymentNotFound
 
 log = structlog.get_logger(__name__)
 
@@ -399,12 +399,38 @@ async def get_general_admission(state: AppState, *, concert_id: int) -> GaInvent
     return ga
 
 
+async def refund_abandoned_payments(state: AppState, *, limit: int = 100) -> int:
+    """Refund what was charged under payments left pending on released holds; how many closed.
+
+    A charge can land after `pay` timed out; if the fan never asks again (which replays the key
+    and confirms), the hold expires after its grace with the money taken. The provider's refund
+    is idempotent, so every API process may run this at once. Found by `make chaos`."""
+    async with state.sessionmaker() as session:
+        pending = await repository.abandoned_payments(session, limit=limit)
+    settled = 0
+    for payment_id, key in pending:
+        try:
+            await state.payments.refund(idempotency_key=key)
+            status = "refunded"
+        except (PaymentNotFound, PaymentConflict):
+            status = "declined"  # nothing was charged under the key, or the charge was declined
+        except PaymentError as exc:  # the provider is down: the next sweep tries again
+            log.warning("abandoned_payment_refund_failed", payment_id=payment_id, error=repr(exc))
+            break
+        async with state.sessionmaker() as session, session.begin():
+            await repository.settle_payment(session, payment_id=payment_id, status=status)
+        settled += 1
+    return settled
+
+
 async def sweep_forever(state: AppState) -> None:
-    """Background expiry of unpaid holds in every API process (SKIP LOCKED keeps them apart)."""
+    """Background expiry of unpaid holds in every API process (SKIP LOCKED keeps them apart),
+    then refunds of charges that landed on holds released meanwhile."""
     while True:
         try:
             while await expire_due(state) == 500:
                 pass
+            await refund_abandoned_payments(state)
         except Exception:
             log.exception("hold_sweeper_failed")
         await asyncio.sleep(state.settings.sweeper_interval_s)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, event, func, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -65,6 +67,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args=connect_args,
     )
     _instrument_pool(engine, settings.db_pool_size + settings.db_max_overflow)
+    event.listen(engine.sync_engine, "handle_error", _terminated_is_a_disconnect)
     return engine
 
 
@@ -85,6 +88,20 @@ def _instrument_pool(engine: AsyncEngine, capacity: int) -> None:
     event.listen(engine.sync_engine, "checkout", on_checkout)
     event.listen(engine.sync_engine, "checkin", on_checkin)
     event.listen(engine.sync_engine, "engine_disposed", on_dispose)
+
+
+def _terminated_is_a_disconnect(context: ExceptionContext) -> None:
+    # A backend terminated mid-operation (pg_terminate_backend, a failover) can leave asyncpg's
+    # protocol stuck: "cannot switch to state N; another operation (2) is in progress"
+    # (InternalClientError, sqlalchemy#13241, found by `make chaos`). SQLAlchemy does not count
+    # it as a disconnect, so the broken connection went back to the pool and the request was a
+    # 500. As a disconnect the pool drops it and callers see `connection_invalidated`.
+    exc: BaseException | None = context.original_exception
+    while exc is not None:
+        if isinstance(exc, asyncpg.InternalClientError) and "in progress" in str(exc):
+            context.is_disconnect = True
+            return
+        exc = exc.__cause__
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

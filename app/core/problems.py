@@ -196,7 +196,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         # cancelled statements (57014, statement_timeout) as plain DBAPIErrors.
         cause = getattr(exc.orig, "__cause__", None) or exc.orig
         sqlstate = str(getattr(cause, "sqlstate", "") or "")
-        if sqlstate[:2] in {"08", "53", "57"}:
+        # A connection found dead (see app/core/db.py) is an outage too, whatever its class.
+        if exc.connection_invalidated or sqlstate[:2] in {"08", "53", "57"}:
             return await _unavailable(request, exc)
         return await _unhandled(request, exc)
 

@@ -181,3 +181,33 @@ async def test_pay_after_expiry_is_refused(
         r = await c.post(f"/bookings/{held['id']}/pay", headers=fan)
         assert r.status_code == 409 and r.json()["type"].endswith("/hold-expired")
         assert (await sim.stats())["charges_created"] == before["charges_created"]
+
+
+async def test_a_charge_left_pending_on_an_expired_hold_is_refunded(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    fan_tokens: list[dict[str, str]],
+    sim: Sim,
+) -> None:
+    sale = await make_sale(client, admin_headers)
+    fan = fan_tokens[32]
+    async with own_app(
+        settings, hold_ttl_s=1, payment_grace_s=0, payments_retries=0, sweeper_interval_s=0.2
+    ) as c:
+        held = await hold(c, sale, fan, {"quantity": 1})
+        # The provider records the charge and the answer is lost; the fan never asks again.
+        await sim.control(failure_rate=1.0, failure_point="after")
+        r = await c.post(f"/bookings/{held['id']}/pay", headers=fan)
+        assert r.status_code == 503, r.text
+        charge = (await sim.charge(f"booking-{held['id']}-1")).json()
+        assert charge["status"] == "succeeded"
+        await sim.control(failure_rate=0.0)
+        for _ in range(100):
+            charge = (await sim.charge(f"booking-{held['id']}-1")).json()
+            if charge["status"] == "refunded":
+                break
+            await asyncio.sleep(0.1)
+        assert charge["status"] == "refunded"
+        booking = (await c.get(f"/bookings/{held['id']}", headers=fan)).json()
+        assert booking["status"] == "expired"
