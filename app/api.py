@@ -45,6 +45,7 @@ def _serve(settings: Settings) -> None:
         # Chat frames are small JSON: deflate cost ~40% of the API's CPU per delivered message
         # in `make bench-chat` (50.7 -> 31.5 us) for little saved bandwidth.
         ws_per_message_deflate=False,
+        timeout_keep_alive=settings.api_keep_alive_s,
     )
 
 

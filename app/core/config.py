@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = Field(default=2, ge=1)
+    # Idle keep-alive connections are kept this long: above a load balancer's idle timeout
+    # (60 s on the common ones), so the balancer, not the API, closes them; uvicorn's 5 s made
+    # clients reconnect over and over between polls.
+    api_keep_alive_s: int = Field(default=75, ge=1)
 
     jwt_secret: SecretStr = SecretStr("dev-only-insecure-secret-change-me-please-0123456789")
     jwt_algorithm: str = "HS256"
