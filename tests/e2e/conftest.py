@@ -18,7 +18,14 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from app.core.config import Settings
 from app.devstack.broker import free_port, spawn, stop_process
@@ -27,6 +34,9 @@ from app.web.router import STATIC_DIR
 from tests.conftest import PASSWORD, ROOT, LiveServer, start_api, unique_email
 from tests.fixtures.booking_consumer import ConsumerProcess
 from tests.queue.conftest import WORKER_ENV, process_env
+
+# Assertions wait like the pages do on a loaded 2-core machine (playwright's default is 5 s).
+expect.set_options(timeout=20_000)
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "reports" / "e2e"

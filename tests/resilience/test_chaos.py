@@ -45,8 +45,9 @@ async def test_a_rush_survives_postgres_backends_terminated(
     assert result.outcome is not None
     checks = result.outcome.checks
     assert checks["sold"] == checks["seats"], result.failures
-    flow = ("accepted_202", "kafka_produced", "kafka_processed", "db_outcomes")
-    assert len({checks[k] for k in flow}) == 1, result.failures
+    assert checks["kafka_request_ids"] == checks["db_outcomes"] >= checks["accepted_202"] > 0
+    for key in ("phantom", "unrecorded", "kafka_unconsumed"):
+        assert checks[key] == 0, (key, result.failures)
     assert result.extra["double_charged"] == 0
     assert result.extra["charged_no_ticket"] == 0
     assert result.passed, result.failures

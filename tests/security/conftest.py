@@ -95,7 +95,9 @@ class World:
         keys = [
             key
             async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)
-            if b":rl:" not in key
+            # Rate-limit windows count refusals too; the concert -> sale lookup is re-written
+            # by every sale sync (a cache, the same value).
+            if b":rl:" not in key and b":queue:concert:" not in key
         ]
         values = await asyncio.gather(*(redis.dump(k) for k in keys))
         ttls = await asyncio.gather(*(redis.pttl(k) for k in keys))
