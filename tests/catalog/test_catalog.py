@@ -161,6 +161,36 @@ async def test_concert_filters_and_keyset_pagination(
     assert bad.status_code == 400 and bad.json()["type"].endswith("/invalid-cursor")
 
 
+async def test_concert_search_matches_title_or_artist_with_literal_wildcards(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    tag = _tag()
+    agency = await make_agency(client, admin_headers)
+    artist = await make_artist(client, admin_headers, agency["id"], name=f"Luna_{tag}")
+    by_artist = await make_concert(client, admin_headers, artist_id=artist["id"])
+    by_title = await make_concert(client, admin_headers)
+    r = await client.patch(
+        f"/concerts/{by_title['id']}",
+        json={"title": f"100% LunaX{tag} Night"},
+        headers=admin_headers,
+    )
+    assert r.status_code == 200, r.text
+
+    async def found(q: str) -> set[int]:
+        r = await client.get("/concerts", params={"q": q, "limit": 200})
+        assert r.status_code == 200, r.text
+        return {c["id"] for c in r.json()["items"]}
+
+    assert await found(f"luna_{tag}".upper()) == {by_artist["id"]}  # artist name, any case
+    assert await found(f"% lunax{tag}") == {by_title["id"]}  # title; % is a literal
+    assert await found(f"luna%{tag}") == set()  # not a wildcard
+    assert await found(f"Luna_{tag}") == {by_artist["id"]}  # _ is not "any one character"
+    assert await found(f"  100% LunaX{tag} ") == {by_title["id"]}  # surrounding blanks ignored
+    too_long = await client.get("/concerts", params={"q": "x" * 101})
+    assert too_long.status_code == 422
+    assert too_long.headers["content-type"].startswith("application/problem+json")
+
+
 async def test_status_transitions(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
     concert = await make_concert(client, admin_headers)
     url = f"/concerts/{concert['id']}"

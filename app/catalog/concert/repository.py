@@ -34,8 +34,18 @@ def filtered(
     status: str | None,
     starts_after: datetime | None,
     starts_before: datetime | None,
+    q: str | None = None,
 ) -> Select[Concert]:
     stmt = _with_refs()
+    if q is not None:
+        # Case-insensitive substring of the title or the artist's name; autoescape keeps the
+        # fan's % and _ literal. A catalog of thousands needs no trigram index yet.
+        stmt = stmt.where(
+            Concert.title.icontains(q, autoescape=True)
+            | Concert.artist_id.in_(
+                select(Artist.id).where(Artist.name.icontains(q, autoescape=True))
+            )
+        )
     if agency_id is not None:
         stmt = stmt.where(
             Concert.artist_id.in_(select(Artist.id).where(Artist.agency_id == agency_id))

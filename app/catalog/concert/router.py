@@ -29,6 +29,10 @@ async def list_concerts(
     starts_before: Annotated[IsoDatetime | None, Query()] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Limit = 50,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=100, description="Text in the title or artist name."),
+    ] = None,
 ) -> Response:
     cached = await service.list_concerts_cached(
         state.sessionmaker,
@@ -41,6 +45,7 @@ async def list_concerts(
         starts_before=starts_before,
         cursor=cursor,
         limit=limit,
+        q=(q or "").strip() or None,
     )
     assert cached.body is not None
     return body_response(request, cached.body, cached.etag)

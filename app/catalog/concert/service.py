@@ -88,6 +88,7 @@ async def list_concerts_cached(
     starts_before: datetime | None,
     cursor: str | None,
     limit: int,
+    q: str | None = None,
 ) -> CachedResponse:
     params = {
         "agency_id": agency_id,
@@ -98,6 +99,7 @@ async def list_concerts_cached(
         "starts_before": starts_before.isoformat() if starts_before else None,
         "cursor": cursor,
         "limit": limit,
+        "q": q,
     }
     key = urlencode(sorted((k, v) for k, v in params.items() if v is not None))
 
@@ -109,6 +111,7 @@ async def list_concerts_cached(
             status=status,
             starts_after=starts_after,
             starts_before=starts_before,
+            q=q,
         )
         async with sessions() as session:
             rows, next_cursor = await keyset_page(

@@ -45,20 +45,31 @@ export function livePlayer(artistId) {
     status.textContent = found.title;
     video.hidden = false;
     if (Hls.isSupported()) {
-      // No worker: a Content-Security-Policy without blob: workers stays intact.
-      hls = new Hls({ enableWorker: false, liveSyncDurationCount: 2 });
-      hls.on(Hls.Events.ERROR, (_event, data) => {
-        if (!data.fatal) return;
-        status.textContent = "The stream stalled; retrying…";
-        if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
-        else setTimeout(() => hls?.startLoad(), 2000);
-      });
-      hls.loadSource(found.playback_url);
-      hls.attachMedia(video);
+      const attach = () => {
+        // No worker: a Content-Security-Policy without blob: workers stays intact.
+        hls = new Hls({ enableWorker: false, liveSyncDurationCount: 2 });
+        hls.on(Hls.Events.ERROR, (_event, data) => {
+          if (!data.fatal) return;
+          status.textContent = "The stream stalled; retrying…";
+          if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
+            hls.recoverMediaError();
+            return;
+          }
+          // A network failure can be the playlist itself (a channel goes LIVE a moment before
+          // nginx writes its first fragment), which startLoad() never fetches again: start over.
+          hls.destroy();
+          hls = null;
+          setTimeout(() => { if (channel === found && !stopped) attach(); }, 2000);
+        });
+        hls.loadSource(found.playback_url);
+        hls.attachMedia(video);
+        video.play().catch(() => {});
+      };
+      attach();
     } else {
       video.src = found.playback_url;
+      video.play().catch(() => {});
     }
-    video.play().catch(() => {});
     heartbeat();
   };
 

@@ -15,14 +15,53 @@ function concertCard(c) {
   );
 }
 
-export async function homePage(main) {
-  render(main, h("h1", {}, "Concerts"), h("p", {}, "Loading…"));
+/** On-sale concerts, soonest first: search by title or artist (kept in the URL, so a reload or
+ * a shared link shows the same list) and "More concerts" pages on with the API's cursor. */
+export async function homePage(main, params) {
+  const q = (params?.get("q") || "").trim();
+  const input = h("input", { type: "search", name: "q", value: q, maxlength: 100, placeholder: "Artist or concert" });
+  const search = h(
+    "form",
+    { role: "search", class: "search", onsubmit: (event) => {
+      event.preventDefault();
+      const text = input.value.trim();
+      location.hash = text ? `#/?q=${encodeURIComponent(text)}` : "#/";
+    } },
+    h("label", {}, "Search concerts", input),
+    h("button", { type: "submit" }, "Search"),
+  );
+  render(main, h("h1", {}, "Concerts on sale"), search, h("p", {}, "Loading…"));
+  const query = (cursor) => {
+    const args = new URLSearchParams({ status: "on_sale", limit: "24" });
+    if (q) args.set("q", q);
+    if (cursor) args.set("cursor", cursor);
+    return api(`/concerts?${args}`);
+  };
   try {
-    const page = await api("/concerts?status=on_sale&limit=50");
+    const first = await query(null);
+    const grid = h("div", { class: "grid" }, first.items.map(concertCard));
+    const more = h("button", { type: "button", "data-testid": "more-concerts" }, "More concerts");
+    let cursor = first.next_cursor;
+    more.hidden = !cursor;
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      try {
+        const page = await query(cursor);
+        grid.append(...page.items.map(concertCard));
+        cursor = page.next_cursor;
+        more.hidden = !cursor;
+      } catch (error) {
+        notice(messageFor(error));
+      } finally {
+        more.disabled = false;
+      }
+    });
+    const empty = q ? `No concert on sale matches “${q}”.` : "Nothing on sale right now.";
     render(
       main,
       h("h1", {}, "Concerts on sale"),
-      page.items.length ? h("div", { class: "grid" }, page.items.map(concertCard)) : h("p", {}, "Nothing on sale right now."),
+      search,
+      first.items.length ? [grid, more] : h("p", {}, empty),
     );
   } catch (error) {
     notice(messageFor(error));
