@@ -29,6 +29,7 @@ from app.core.state import AppState
 from app.devstack.broker import free_port, spawn, stop_process
 from app.main import create_app
 from app.queue.worker import AdmissionWorker
+from loadtests.rush import RushConfig
 from tests.booking.conftest import make_sale
 from tests.conftest import PASSWORD, ROOT, LiveServer, start_api
 
@@ -174,21 +175,43 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
     )
 
 
-@pytest.fixture(scope="session")
-def queue_api(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The real API with 2 uvicorn worker processes and waiting-room test settings."""
+def start_two_worker_api(settings: Settings, log_path: Path) -> LiveServer:
+    """The real API with 2 uvicorn worker processes (multi-process metrics in a fresh dir)."""
     port = free_port()
     env = process_env(
         settings,
         TR_API_PORT=str(port),
         TR_API_WORKERS="2",
         TR_LOG_LEVEL="WARNING",
-        PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="tr-test-queue-metrics-"),
+        PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="tr-test-api-metrics-"),
     )
-    log_path = tmp_path_factory.mktemp("queue-api") / "api.log"
-    server = start_api(env, log_path, f"http://127.0.0.1:{port}")
+    return start_api(env, log_path, f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="session")
+def queue_api(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real API with 2 uvicorn worker processes and waiting-room test settings."""
+    server = start_two_worker_api(settings, tmp_path_factory.mktemp("queue-api") / "api.log")
     yield server
     stop_process(server.proc.pid)
+
+
+# The demo's rush in small: 300 fans for 50 seats, opening in 4 s. Holds in the test APIs last
+# minutes, so every admitted fan either buys or leaves (no abandoned holds).
+SMALL_RUSH = RushConfig(
+    fans=300,
+    seats=50,
+    opens_in_s=4,
+    spike_mean_s=1,
+    spike_max_s=4,
+    max_active=100,
+    initial_rate=100,
+    min_rate=20,
+    max_rate=200,
+    hold_abandon_share=0,
+    deadline_s=90,
+    in_flight=100,
+)
 
 
 @dataclass

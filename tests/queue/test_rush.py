@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 from app.core.config import Settings
 from app.devstack.broker import ensure_topics
-from loadtests.rush import FINAL_ANSWERS, RushConfig, failed_invariants, run_rush
+from loadtests.rush import FINAL_ANSWERS, failed_invariants, run_rush
 from tests.conftest import LiveServer
 from tests.fixtures.booking_consumer import consumer_env, start_consumer
 from tests.fixtures.payments import SimProcess
-from tests.queue.conftest import WorkerProcess
+from tests.queue.conftest import SMALL_RUSH, WorkerProcess
 
 
 async def test_small_rush_keeps_every_invariant(
@@ -33,21 +33,7 @@ async def test_small_rush_keeps_every_invariant(
         for i in range(2)
     ]
     admission_workers()
-    cfg = RushConfig(
-        fans=300,
-        seats=50,
-        opens_in_s=4,
-        spike_mean_s=1,
-        spike_max_s=4,
-        max_active=100,
-        initial_rate=100,
-        min_rate=20,
-        max_rate=200,
-        # The session API keeps holds for 5 minutes: every admitted fan either buys or leaves.
-        hold_abandon_share=0,
-        deadline_s=90,
-        in_flight=100,
-    )
+    cfg = SMALL_RUSH
     try:
         outcome = await run_rush(
             base_url=queue_api.url,
