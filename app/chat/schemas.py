@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.chat.rooms import ROOM_PATTERN
 from app.core.types import Text200
@@ -37,12 +37,16 @@ class RoomRead(BaseModel):
 
 
 class RoomSettingsUpdate(BaseModel):
-    slow_mode_s: int = Field(ge=0, le=3600, description="0 turns slow mode off")
+    model_config = ConfigDict(extra="forbid")
+
+    slow_mode_s: int = Field(ge=0, le=3600, strict=True, description="0 turns slow mode off")
 
 
 class SanctionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     duration_s: int | None = Field(
-        default=None, ge=1, le=365 * 86_400, description="Omit for no end"
+        default=None, ge=1, le=365 * 86_400, strict=True, description="Omit for no end"
     )
     reason: Text200 | None = None
 

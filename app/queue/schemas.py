@@ -5,10 +5,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.core.types import Id, IsoDatetime
+from app.core.types import BodyId, Id, IsoDatetime
 from app.queue.models import CloseReason, SaleStatus
 
-Rate = Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False, description="Fans/second")]
+Rate = Annotated[
+    float, Field(gt=0, le=100_000, allow_inf_nan=False, strict=True, description="Fans/second")
+]
 QueueState = Literal["pre_queue", "waiting", "admitted", "expired", "sold_out", "closed"]
 RateMode = Literal["manual", "auto"]
 
@@ -16,11 +18,14 @@ RateMode = Literal["manual", "auto"]
 class SaleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    concert_id: Id
+    concert_id: BodyId
     opens_at: IsoDatetime
     closes_at: IsoDatetime
     max_active: Annotated[
-        int, Field(ge=1, le=1_000_000, description="Admitted fans shopping at once, at most")
+        int,
+        Field(
+            ge=1, le=1_000_000, strict=True, description="Admitted fans shopping at once, at most"
+        ),
     ] = 1000
     initial_rate: Rate = 50.0
     min_rate: Rate = 5.0
@@ -62,7 +67,7 @@ class RateSet(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rate: Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
+    rate: Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False, strict=True)]
     mode: RateMode = "manual"
 
 

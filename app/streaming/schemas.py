@@ -5,21 +5,21 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.core.types import Id, Text200
+from app.core.types import BodyId, Id, Text200
 from app.streaming.models import ChannelState
 
 
 class ChannelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    artist_id: Id
+    artist_id: BodyId
     title: Text200
 
 
 class ChannelUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    artist_id: Id | None = None
+    artist_id: BodyId | None = None
     title: Text200 | None = None
 
     @model_validator(mode="after")

@@ -5,27 +5,27 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from app.catalog.artist.models import ArtistKind
-from app.core.types import Id, Slug, Text200
+from app.core.types import BodyId, Id, Slug, Text200
 
 
 class ArtistCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agency_id: Id
+    agency_id: BodyId
     name: Text200
     slug: Slug | None = None
     kind: ArtistKind = ArtistKind.group
-    parent_id: Id | None = None
+    parent_id: BodyId | None = None
 
 
 class ArtistUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agency_id: Id | None = None
+    agency_id: BodyId | None = None
     name: Text200 | None = None
     slug: Slug | None = None
     kind: ArtistKind | None = None
-    parent_id: Id | None = None
+    parent_id: BodyId | None = None
 
 
 class ArtistRead(BaseModel):

@@ -7,20 +7,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.catalog.artist.models import ArtistKind
 from app.catalog.concert.models import ConcertStatus
-from app.core.types import Id, IsoDatetime, Text200
+from app.core.types import BodyId, Id, IsoDatetime, Text200
 
 Title = Text200
 
 
-MaxPerUser = Annotated[int, Field(ge=1, le=20)]
+MaxPerUser = Annotated[int, Field(ge=1, le=20, strict=True)]
 
 
 class ConcertCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: Title
-    artist_id: Id
-    venue_id: Id
+    artist_id: BodyId
+    venue_id: BodyId
     starts_at: IsoDatetime
     max_tickets_per_user: MaxPerUser = 4
 
@@ -29,8 +29,8 @@ class ConcertUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: Title | None = None
-    artist_id: Id | None = None
-    venue_id: Id | None = None
+    artist_id: BodyId | None = None
+    venue_id: BodyId | None = None
     starts_at: IsoDatetime | None = None
     status: ConcertStatus | None = None
     max_tickets_per_user: MaxPerUser | None = None

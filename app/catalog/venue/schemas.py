@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.types import CountryCode, Id, Text200
 
-Capacity = Annotated[int, Field(ge=1, le=1_000_000)]
+Capacity = Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
 
 
 class VenueCreate(BaseModel):
