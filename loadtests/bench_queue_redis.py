@@ -53,9 +53,7 @@ async def _info(redis: Redis) -> dict[str, float]:
     }
 
 
-async def _phase(
-    redis: Redis, name: str, calls: int, one: Any
-) -> dict[str, float | str]:
+async def _phase(redis: Redis, name: str, calls: int, one: Any) -> dict[str, float | str]:
     before = await _info(redis)
     started = time.perf_counter()
     queue: asyncio.Queue[int] = asyncio.Queue()

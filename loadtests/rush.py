@@ -314,14 +314,46 @@ async def setup_sale(api: Api, admin: dict[str, str], cfg: RushConfig) -> tuple[
 # --- the fans --------------------------------------------------------------------------------
 
 
+class SeatView:
+    """The seat map as the fans' pages show it: the available seats by row, at most a few
+    seconds old. The web page re-reads the map every 3 s; here one copy is re-read for all
+    fans (as a CDN would serve one), so a fan clicks seats that were free a moment ago and
+    loses only real races, not to a map that is minutes stale."""
+
+    def __init__(self, rows: list[list[int]]) -> None:
+        self.rows = rows
+
+    async def refresh_forever(
+        self, api: Api, concert_id: int, headers: dict[str, str], stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(2.0)
+            with contextlib.suppress(RuntimeError, KeyError):
+                self.rows = await self._read(api, concert_id, headers)
+
+    @staticmethod
+    async def _read(api: Api, concert_id: int, headers: dict[str, str]) -> list[list[int]]:
+        rows: dict[tuple[int, str], list[int]] = defaultdict(list)
+        cursor = ""
+        while True:
+            path = f"/concerts/{concert_id}/seats?status=available&limit=1000{cursor}"
+            status, page, _ = await api.call("seats", "GET", path, headers=headers)
+            if status != 200:
+                raise RuntimeError(f"seat map: {status}")
+            for seat in page["items"]:
+                rows[(seat["section_id"], seat["row_label"])].append(seat["id"])
+            if not page.get("next_cursor"):
+                return [sorted(row) for row in rows.values()]
+            cursor = f"&cursor={page['next_cursor']}"
+
+
 @dataclass
 class Shared:
     api: Api
     cfg: RushConfig
     concert_id: int
     sale_id: int
-    sections: list[int]
-    seat_rows: list[list[int]]  # the static seat map, as a fan's page caches it
+    seat_view: SeatView
     opens_mono: float
     stop: asyncio.Event
     rng: random.Random
@@ -494,7 +526,7 @@ class VirtualFan:
         gated = self.headers | {"X-Admission-Token": token}
         want = self.rng.choices((1, 2, 3, 4), weights=(25, 45, 15, 15))[0]
         for attempt in range(12):
-            booking = await self._claim(gated, want, attempt)
+            booking = await self._claim(gated, want)
             if booking == "sold_out":
                 self.result.answer = "sold_out"
                 return False
@@ -527,34 +559,17 @@ class VirtualFan:
         # admission slot goes to the next fan now instead of when the token runs out.
         await self.s.api.call("leave", "DELETE", f"{self.queue}/me", headers=self.headers)
 
-    async def _claim(self, gated: dict[str, str], want: int, attempt: int) -> int | str | None:
-        """One try: pick adjacent seats, claim them, follow the request to its outcome. A
-        booking id, "sold_out", "revoked", or None (seats gone: try again). The first tries
-        click seats on the cached map (the claim answers "taken" at once, from Redis); later
-        ones look at what the database says is still available."""
-        api = self.s.api
-        if attempt < 3:
-            row = self.rng.choice(self.s.seat_rows)
-            start = self.rng.randrange(max(1, len(row) - want + 1))
-            return await self._book(gated, row[start : start + want])
-        section = self.rng.choice(self.s.sections)
-        status, page, _ = await api.call(
-            "seats",
-            "GET",
-            f"/concerts/{self.s.concert_id}/seats?status=available&section_id={section}&limit=200",
-            headers=self.headers,
-        )
-        if status != 200:
-            return None
-        rows: dict[str, list[int]] = defaultdict(list)
-        for seat in page["items"]:
-            rows[seat["row_label"]].append(seat["id"])
+    async def _claim(self, gated: dict[str, str], want: int) -> int | str | None:
+        """One try: pick adjacent free seats on the map the page shows, claim them, follow
+        the request to its outcome. A booking id, "sold_out", "revoked", or None (the seats
+        went to someone else first: try again)."""
+        rows = self.s.seat_view.rows
         if not rows:
             sale = await self._status()
             return "sold_out" if sale["state"] in ("sold_out", "closed") else None
-        row = rows[self.rng.choice(list(rows))]
-        start = self.rng.randrange(len(row))
-        return await self._book(gated, row[start : start + want] or row[:want])
+        row = self.rng.choice(rows)
+        start = self.rng.randrange(max(1, len(row) - want + 1))
+        return await self._book(gated, row[start : start + want])
 
     async def _book(self, gated: dict[str, str], seat_ids: list[int]) -> int | str | None:
         api = self.s.api
@@ -743,13 +758,6 @@ async def run_rush(
         accounts = await create_accounts(engine, settings, cfg.fans, "fan")
         concert_id, sale_id, opens_unix = await setup_sale(api, admin, cfg)
         async with engine.connect() as conn:
-            sections = [
-                r[0]
-                for r in await conn.execute(
-                    text("SELECT id FROM seat_section WHERE concert_id = :c ORDER BY id"),
-                    {"c": concert_id},
-                )
-            ]
             rows: dict[tuple[int, str], list[int]] = defaultdict(list)
             for seat_id, section_id, row_label in await conn.execute(
                 text(
@@ -763,9 +771,8 @@ async def run_rush(
         opens_mono = time.monotonic() + (opens_unix - time.time())
         recorder.opens_at = opens_mono
         stop = asyncio.Event()
-        shared = Shared(
-            api, cfg, concert_id, sale_id, sections, list(rows.values()), opens_mono, stop, rng
-        )
+        seat_view = SeatView(list(rows.values()))
+        shared = Shared(api, cfg, concert_id, sale_id, seat_view, opens_mono, stop, rng)
         fans: list[VirtualFan] = []
         tasks = []
         now = time.monotonic()
@@ -789,6 +796,7 @@ async def run_rush(
         sampler = asyncio.create_task(
             sample_forever(api, admin, sale_id, concert_id, opens_mono, samples, engine, stop)
         )
+        seat_map = asyncio.create_task(seat_view.refresh_forever(api, concert_id, admin, stop))
         active = tasks
         sold_out_after: float | None = None
         deadline = opens_mono + cfg.deadline_s
@@ -828,6 +836,7 @@ async def run_rush(
                 t.cancel()
         finished_after = time.monotonic() - opens_mono
         sampler.cancel()
+        seat_map.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
         outcome = RushOutcome(

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import structlog
 from fastapi import FastAPI
-from fastapi.sse import ServerSentEvent
 
+from app.core import sse
 from app.core.state import AppState
 from app.queue import service
 from app.queue.metrics import PUSH_SUBSCRIBERS, PUSH_TICKS
@@ -163,17 +163,18 @@ def hub_for(app: FastAPI, state: AppState) -> PushHub:
     return hub
 
 
-def _event(status: QueueStatus, seq: int) -> ServerSentEvent:
-    return ServerSentEvent(raw_data=status.model_dump_json(), event="status", id=str(seq))
+def _event(status: QueueStatus, seq: int) -> bytes:
+    return sse.event(status.model_dump_json(), name="status", event_id=str(seq))
 
 
 async def event_stream(
     hub: PushHub, *, sale_id: int, user_id: int, first: QueueStatus
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[bytes]:
+    """The frames of one fan's stream (see the module docstring for when it ends)."""
     settings = hub.state.settings
     seq = itertools.count(1)
     # Reconnect delay with jitter, so a dropped load balancer does not bring everyone back at once.
-    yield ServerSentEvent(retry=random.randint(2000, 5000))  # noqa: S311 - not security
+    yield sse.retry(random.randint(2000, 5000))  # noqa: S311 - not security
     yield _event(first, next(seq))
     if first.state in TERMINAL:
         return
@@ -186,12 +187,11 @@ async def event_stream(
                 async with asyncio.timeout(min(settings.queue_push_heartbeat_s, remaining)):
                     update = await inbox.get()
             except TimeoutError:
-                yield ServerSentEvent(comment="ping")
+                yield sse.comment("ping")
                 continue
             if update is None:
-                yield ServerSentEvent(
-                    event="not_in_queue",
-                    raw_data='{"detail": "You no longer have a place in this queue."}',
+                yield sse.event(
+                    '{"detail": "You no longer have a place in this queue."}', name="not_in_queue"
                 )
                 return
             if worth_sending(
@@ -204,4 +204,4 @@ async def event_stream(
                 last, sent_at = update, loop.time()
             if update.state in TERMINAL:
                 return
-        yield ServerSentEvent(comment="stream lifetime reached; reconnect")
+        yield sse.comment("stream lifetime reached; reconnect")

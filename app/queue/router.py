@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.auth.deps import AdminUser, CurrentUser
 from app.core.deps import ClientIp, State
 from app.core.openapi import problem_responses
+from app.core.sse import SSE_ITEM_SCHEMA, EventStreamResponse
 from app.core.types import Id
 from app.queue import push, service
 from app.queue.errors import NotAcceptable
@@ -115,8 +114,14 @@ async def _stream_start(
 
 @router.get(
     "/sales/{sale_id}/queue/me/events",
-    response_class=EventSourceResponse,
-    responses=problem_responses(401, 404, 406, 429),
+    response_class=EventStreamResponse,
+    responses={
+        200: {
+            "description": "The stream of your states",
+            "content": {"text/event-stream": {"itemSchema": SSE_ITEM_SCHEMA}},
+        },
+        **problem_responses(401, 404, 406, 429),
+    },
 )
 async def my_status_events(
     sale_id: Id,
@@ -124,10 +129,11 @@ async def my_status_events(
     state: State,
     user: CurrentUser,
     first: Annotated[QueueStatus, Depends(_stream_start)],
-) -> AsyncIterator[ServerSentEvent]:
+) -> EventStreamResponse:
     """Your state in line as Server-Sent Events (send `Accept: text/event-stream`), so you need
     not poll: `status` events carry a QueueStatus; the stream ends after admitted (with the
     token), expired, closed or sold_out. An open stream keeps your place."""
     hub = push.hub_for(request.app, state)
-    async for event in push.event_stream(hub, sale_id=sale_id, user_id=user.user_id, first=first):
-        yield event
+    return EventStreamResponse(
+        push.event_stream(hub, sale_id=sale_id, user_id=user.user_id, first=first)
+    )
