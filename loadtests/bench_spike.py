@@ -580,7 +580,7 @@ def plot(report: dict[str, Any], out: Path) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    settings, base_url = _settings_of_stack()
+    settings, base_url, checkout_url = _settings_of_stack()
     engine = create_async_engine(settings.database_url, pool_size=4)
     report: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -614,7 +614,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         await engine.dispose()
     if not args.skip_rush:
         console.print("time to sell out: the default demo rush")
-        outcome = await run_rush(base_url=base_url, settings=settings, cfg=RushConfig())
+        outcome = await run_rush(
+            base_url=base_url, settings=settings, cfg=RushConfig(), checkout_url=checkout_url
+        )
         report["rush"] = {
             "sold_out_after_s": None
             if outcome.sold_out_after_s is None

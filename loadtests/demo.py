@@ -34,7 +34,7 @@ console = Console()
 KINDS = ("join", "status", "seats", "book", "outcome", "pay")
 
 
-def _settings_of_stack() -> tuple[Settings, str]:
+def _settings_of_stack() -> tuple[Settings, str, str | None]:
     env = load_stack_env(get_settings().run_dir)
     if not env:
         raise SystemExit("the local stack is not running: `ticket-rush stack up --with-app`")
@@ -44,7 +44,12 @@ def _settings_of_stack() -> tuple[Settings, str]:
         kafka_bootstrap=env["TR_KAFKA_BOOTSTRAP"],
         jwt_secret=env["TR_JWT_SECRET"],
     )
-    return settings, f"http://127.0.0.1:{env['TR_API_PORT']}"
+    checkout = env.get("TR_API_CHECKOUT_PORT")
+    return (
+        settings,
+        f"http://127.0.0.1:{env['TR_API_PORT']}",
+        f"http://127.0.0.1:{checkout}" if checkout else None,
+    )
 
 
 def _progress_view(p: dict[str, Any]) -> Group:
@@ -176,12 +181,17 @@ def render_markdown(outcome: RushOutcome, failures: list[str]) -> str:
     c = outcome.checks
     cfg = outcome.config
     answers = Counter(c["answers"])
+    checkout = (
+        "a checkout API (1 worker) for admitted fans' seat-map, booking and payment calls, "
+        if outcome.checkout_url
+        else ""
+    )
     lines = [
         "# Ticket-Rush demo: a full ticket rush",
         "",
         f"Run at {outcome.started_wall.isoformat(timespec='seconds')} on the local stack "
-        "(PostgreSQL, Redis, Tansu broker, API with 2 uvicorn workers, admission worker, "
-        "2 booking consumers, payment simulator) on this machine.",
+        f"(PostgreSQL, Redis, Tansu broker, API with 2 uvicorn workers, {checkout}admission "
+        "worker, 2 booking consumers, payment simulator) on this machine.",
         "",
         "## Workload",
         "",
@@ -286,17 +296,24 @@ def render_html(markdown: str, figures: dict[str, bytes]) -> str:
 
 
 async def rush(args: argparse.Namespace) -> RushOutcome:
-    settings, base_url = _settings_of_stack()
+    settings, base_url, checkout_url = _settings_of_stack()
     cfg = RushConfig(fans=args.fans, seats=args.seats)
     console.print(
         f"[bold]Ticket rush[/]: {cfg.fans:,} fans, {cfg.seats:,} seats, against {base_url}"
+        + (f" (checkout {checkout_url})" if checkout_url else "")
     )
     with Live(console=console, refresh_per_second=2, transient=False) as live:
 
         async def show(progress: dict[str, Any]) -> None:
             live.update(_progress_view(progress))
 
-        return await run_rush(base_url=base_url, settings=settings, cfg=cfg, on_progress=show)
+        return await run_rush(
+            base_url=base_url,
+            settings=settings,
+            cfg=cfg,
+            on_progress=show,
+            checkout_url=checkout_url,
+        )
 
 
 def write_report(out: Path, outcome: RushOutcome) -> int:

@@ -49,6 +49,8 @@ FINAL_ANSWERS = (
 )
 PASSWORD = "virtual-fan-password"
 SHOPPING = frozenset({"seats", "book", "outcome", "pay", "cancel", "leave"})
+# What a checkout API serves when there is one (leaving the line is the waiting room's).
+CHECKOUT = SHOPPING - {"leave"}
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class RushOutcome:
     finished_after_s: float
     kafka_before: dict[str, int]
     checks: dict[str, Any] = field(default_factory=dict)
+    checkout_url: str | None = None  # where admitted fans shopped, when not the main API
 
 
 def _problem_type(response: aiohttp.ClientResponse, body: bytes) -> str:
@@ -152,7 +155,9 @@ def _problem_type(response: aiohttp.ClientResponse, body: bytes) -> str:
 class Api:
     """The generator's HTTP client: bounded in-flight requests, every call timed."""
 
-    def __init__(self, base_url: str, recorder: Recorder, in_flight: int) -> None:
+    def __init__(
+        self, base_url: str, recorder: Recorder, in_flight: int, checkout_url: str | None = None
+    ) -> None:
         self.base_url = base_url
         self.recorder = recorder
         self.gate = asyncio.Semaphore(in_flight)
@@ -166,9 +171,19 @@ class Api:
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, force_close=False),
             timeout=aiohttp.ClientTimeout(total=30),
         )
+        self.checkout = (
+            aiohttp.ClientSession(
+                checkout_url,
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, force_close=False),
+                timeout=aiohttp.ClientTimeout(total=30),
+            )
+            if checkout_url
+            else self.session
+        )
 
     async def close(self) -> None:
         await self.session.close()
+        await self.checkout.close()
 
     async def call(
         self, kind: str, method: str, path: str, *, headers: dict[str, str], json_body: Any = None
@@ -183,7 +198,8 @@ class Api:
                     started = time.monotonic()
                     self.active += 1
                     try:
-                        async with self.session.request(
+                        session = self.checkout if kind in CHECKOUT else self.session
+                        async with session.request(
                             method, path, headers=headers, json=json_body
                         ) as r:
                             body = await r.read()
@@ -744,16 +760,18 @@ async def run_rush(
     settings: Settings,
     cfg: RushConfig,
     on_progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    checkout_url: str | None = None,
 ) -> RushOutcome:
     """Set up a sale, release the fans, wait for every answer, verify. Raises nothing for a
-    failed invariant: the caller reads `outcome.checks`."""
+    failed invariant: the caller reads `outcome.checks`. With `checkout_url`, admitted fans'
+    seat-map, booking and payment calls go there (the stack's checkout API)."""
     rng = random.Random(cfg.seed)
     engine = create_async_engine(settings.database_url, pool_size=4)
     kafka_before = await kafka_offsets(settings)
     [(_, admin_token)] = await create_accounts(engine, settings, 1, "admin")
     admin = {"Authorization": f"Bearer {admin_token}"}
     recorder = Recorder(opens_at=time.monotonic())
-    api = Api(base_url, recorder, cfg.in_flight)
+    api = Api(base_url, recorder, cfg.in_flight, checkout_url)
     try:
         accounts = await create_accounts(engine, settings, cfg.fans, "fan")
         concert_id, sale_id, opens_unix = await setup_sale(api, admin, cfg)
@@ -850,6 +868,7 @@ async def run_rush(
             sold_out_after_s=sold_out_after,
             finished_after_s=finished_after,
             kafka_before=kafka_before,
+            checkout_url=checkout_url,
         )
         await drained(settings, timeout_s=30)
         outcome.checks = await verify(engine, settings, outcome)

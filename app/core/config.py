@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = Field(default=2, ge=1)
+    # The local stack's checkout API (`api-checkout`, 1 worker): the same app, for admitted
+    # fans' booking and payment calls, so they never queue behind the waiting room's crowd in
+    # one event loop (a bulkhead; in a cluster an ingress routes the shopping paths to it).
+    api_checkout_port: int = 8001
     # Idle keep-alive connections are kept this long: above a load balancer's idle timeout
     # (60 s on the common ones), so the balancer, not the API, closes them; uvicorn's 5 s made
     # clients reconnect over and over between polls.

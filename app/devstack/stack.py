@@ -55,6 +55,7 @@ from app.devstack.broker import (
 APP_PROCESSES: dict[str, list[str]] = {
     "payments-sim": [sys.executable, "-m", "app.payments_sim"],
     "api": [sys.executable, "-m", "app.api"],
+    "api-checkout": [sys.executable, "-m", "app.api"],
     "admission": [sys.executable, "-m", "app.admission"],
     "booking-consumer": [sys.executable, "-m", "app.booking_consumer"],
 }
@@ -442,6 +443,7 @@ def _http_ports(settings: Settings) -> dict[str, tuple[int, str]]:
     """App processes that serve HTTP with /healthz: their port and the variable that sets it."""
     return {
         "api": (settings.api_port, "TR_API_PORT"),
+        "api-checkout": (settings.api_checkout_port, "TR_API_CHECKOUT_PORT"),
         "payments-sim": (settings.payments_port, "TR_PAYMENTS_PORT"),
     }
 
@@ -562,6 +564,7 @@ async def up(settings: Settings, *, with_app: bool, console: Console) -> dict[st
             "TR_REDIS_URL": components["redis"].url,
             "TR_KAFKA_BOOTSTRAP": components["broker"].address,
             "TR_API_PORT": str(settings.api_port),
+            "TR_API_CHECKOUT_PORT": str(settings.api_checkout_port),
             "TR_PAYMENTS_PORT": str(settings.payments_port),
             "TR_PAYMENTS_URL": f"http://127.0.0.1:{settings.payments_port}",
             "TR_JWT_SECRET": _jwt_secret(paths),
@@ -593,6 +596,10 @@ def app_processes(settings: Settings) -> dict[str, tuple[list[str], dict[str, st
     free metrics port each (the first keeps `booking_consumer_metrics_port`)."""
     processes: dict[str, tuple[list[str], dict[str, str]]] = {}
     for name, argv in APP_PROCESSES.items():
+        if name == "api-checkout":
+            checkout = {"TR_API_PORT": str(settings.api_checkout_port), "TR_API_WORKERS": "1"}
+            processes[name] = (argv, checkout)
+            continue
         if name != "booking-consumer":
             processes[name] = (argv, {})
             continue
@@ -644,6 +651,7 @@ _PROBES: dict[str, Callable[[Component], Awaitable[None]]] = {
     "redis": _probe_redis,
     "broker": _probe_broker,
     "api": _probe_api,
+    "api-checkout": _probe_api,
     "payments-sim": _probe_api,
 }
 

@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from app.core.config import PROJECT_ROOT
+from app.core.config import PROJECT_ROOT, Settings
 from app.devstack import StackError
 from app.devstack.broker import free_port, process_alive, wait_broker_ready
-from app.devstack.stack import load_stack_env
+from app.devstack.stack import app_processes, load_stack_env
 
 SHARED_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 STACK_CLI = "from app.devstack.cli import stack_app; stack_app()"
@@ -165,3 +165,15 @@ async def test_private_postgres_and_redis_when_nothing_answers(world_readable_di
             assert not process_alive(component["pid"]), component
     finally:
         run_stack(env, "down")
+
+
+def test_with_app_runs_a_checkout_api_beside_the_main_one() -> None:
+    """The checkout bulkhead: its own single-worker API process on its own port, the main API
+    keeping the configured port and workers, consumers numbered after the first."""
+    settings = Settings(api_port=18000, api_checkout_port=18001, api_workers=3)
+    processes = app_processes(settings)
+    assert processes["api"][1] == {}
+    argv, extra = processes["api-checkout"]
+    assert argv == processes["api"][0]
+    assert extra == {"TR_API_PORT": "18001", "TR_API_WORKERS": "1"}
+    assert list(processes).index("api-checkout") < list(processes).index("admission")
