@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_workers: int = Field(default=2, ge=1)
     # The local stack's checkout API (`api-checkout`, 1 worker): the same app, for admitted
-    # fans' booking and payment calls, so they never queue behind the waiting room's crowd in
-    # one event loop (a bulkhead; in a cluster an ingress routes the shopping paths to it).
+    # fans' seat-map, booking and payment calls, so they never queue behind the waiting room's
+    # crowd in one event loop (a bulkhead). The Helm chart does not split the API this way yet.
     api_checkout_port: int = 8001
     # Idle keep-alive connections are kept this long: above a load balancer's idle timeout
     # (60 s on the common ones), so the balancer, not the API, closes them; uvicorn's 5 s made
