@@ -490,8 +490,9 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         "# Spike benchmark: waiting room and booking pipeline",
         "",
-        f"Run at {report['at']} on {report['machine'].get('cpu', '?')} "
-        f"({report['machine'].get('cores', '?')} cores); local stack, API with 2 uvicorn workers.",
+        f"Run at {report['at']} on {report['machine'].get('cpu_model', '?')} "
+        f"({report['machine'].get('nproc', '?')} cores); local stack, API with 2 uvicorn "
+        "workers (the rush's admitted fans shop on the stack's checkout API).",
         "",
         "## Parameters",
         "",
@@ -637,7 +638,12 @@ def main() -> None:
     parser.add_argument("--open-loop-seconds", type=int, default=15)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--skip-rush", action="store_true")
-    parser.add_argument("--reading", type=Path, help="a Markdown file with the run's reading")
+    parser.add_argument(
+        "--reading",
+        type=Path,
+        default=Path("reports/spike/reading.md"),
+        help="a Markdown file with the reading of the figures (kept beside the report)",
+    )
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
     if args.reading and args.reading.exists():
