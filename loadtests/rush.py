@@ -61,7 +61,9 @@ class RushConfig:
     early_share: float = 0.3  # fans who arrive before the sale opens
     spike_mean_s: float = 8.0  # later arrivals: exponential after open, this mean
     spike_max_s: float = 40.0
-    listen_share: float = 0.1  # fans on the SSE push channel instead of polling
+    # Fans on the SSE push channel (the web page uses it) instead of polling. Bounded by the
+    # generator: one process may hold 20,000 connections on these machines (RLIMIT_NOFILE).
+    listen_share: float = 0.3
     abandon_share: float = 0.08  # join, check once or twice, walk away
     refresh_share: float = 0.1  # pollers who reload the page (join again) once
     no_book_share: float = 0.03  # admitted fans who never book
