@@ -68,6 +68,7 @@ async def test_up_is_idempotent_and_down_stops_only_what_it_started(
             "TR_REDIS_URL",
             "TR_KAFKA_BOOTSTRAP",
             "TR_API_PORT",
+            "TR_API_CHECKOUT_PORT",
             "TR_PAYMENTS_PORT",
             "TR_PAYMENTS_URL",
             "TR_JWT_SECRET",
