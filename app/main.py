@@ -37,6 +37,7 @@ from app.core.redis import Keys, create_redis
 from app.core.security import AccessTokenVerifier
 from app.core.state import AppState
 from app.health import router as health_router
+from app.queue.edge import QueueEdgeMiddleware
 from app.queue.router import router as queue_router
 from app.streaming.router import router as channel_router
 from app.streaming.router import rtmp_router
@@ -126,6 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=problem_responses(400, 413, 422),
     )
     install_problem_handlers(app)
+    # Innermost: the app's own middleware below wraps its answers too.
+    app.add_middleware(QueueEdgeMiddleware)
     _add_http_middleware(app, settings)
     for router in (
         health_router,

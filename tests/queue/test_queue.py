@@ -440,3 +440,48 @@ async def test_sold_out_closes_the_sale_and_tells_everyone(
             assert body["state"] == "sold_out" and body["poll_after_seconds"] is None
         late = await client.post(f"/sales/{sale['id']}/queue", headers=buyers[2].headers)
         assert late.status_code == 409 and late.json()["state"] == "sold_out"
+
+
+async def test_the_edge_answers_join_and_status_like_the_documented_routes(
+    settings: Settings, admin_headers: dict[str, str]
+) -> None:
+    """Join and status are served ahead of FastAPI's router (app/queue/edge.py): same bodies
+    as the OpenAPI schema, the app's headers and problem+json, and everything it does not take
+    (a malformed id, other methods) still reaches the routes."""
+    async with queue_app(settings) as (client, state):
+        sale = await new_sale(client, admin_headers, opens_in=-1)
+        sid = sale["id"]
+        await service.open_sale(state, sale_id=sid)
+        [fan] = await bulk_fans(state, settings, 1)
+        joined = await client.post(f"/sales/{sid}/queue", headers=fan.headers)
+        assert joined.status_code == 201
+        assert joined.headers["content-type"] == "application/json"
+        assert joined.headers["cache-control"] == "no-store"
+        assert joined.headers["x-content-type-options"] == "nosniff"
+        assert len(joined.headers["x-request-id"]) == 32
+        assert QueueStatus.model_validate(joined.json()).state == "waiting"
+        again = await client.post(f"/sales/{sid}/queue", headers=fan.headers)
+        assert again.status_code == 200 and again.json()["position"] == joined.json()["position"]
+        status = await client.get(f"/sales/{sid}/queue/me", headers=fan.headers)
+        assert status.status_code == 200 and status.headers["cache-control"] == "no-store"
+        assert QueueStatus.model_validate(status.json()).position == joined.json()["position"]
+        # Refusals are the app's problems, with the same types as from a route.
+        for headers, code, kind in [
+            ({}, 401, "/invalid-token"),
+            ({"Authorization": "Basic abc"}, 401, "/invalid-token"),
+            ({"Authorization": "Bearer not-a-jwt"}, 401, "/invalid-token"),
+        ]:
+            r = await client.post(f"/sales/{sid}/queue", headers=headers)
+            assert (r.status_code, r.headers["content-type"]) == (code, PROBLEM), r.text
+            assert r.json()["type"].endswith(kind) and r.json()["instance"] == f"/sales/{sid}/queue"
+        missing = await client.get("/sales/999999999/queue/me", headers=fan.headers)
+        assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
+        # Not the edge's: FastAPI validates the id and routes the other methods.
+        for path in ("/sales/0/queue", f"/sales/{2**63}/queue", "/sales/x/queue"):
+            r = await client.post(path, headers=fan.headers)
+            assert (r.status_code, r.headers["content-type"]) == (422, PROBLEM), path
+        assert (await client.put(f"/sales/{sid}/queue", headers=fan.headers)).status_code == 405
+        left = await client.delete(f"/sales/{sid}/queue/me", headers=fan.headers)
+        assert left.status_code == 204
+        gone = await client.get(f"/sales/{sid}/queue/me", headers=fan.headers)
+        assert gone.status_code == 404
