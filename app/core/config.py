@@ -166,8 +166,11 @@ class Settings(BaseSettings):
     admission_lease_ttl_ms: int = Field(default=5000, ge=200)
     admission_sync_s: float = Field(default=2.0, gt=0)
     admission_stock_check_s: float = Field(default=2.0, gt=0)
-    # Admitted-and-active fans stay below this many times the tickets still free.
+    # Admitted-and-active fans stay below this many times the tickets still free, or free +
+    # headroom when that is more: at the end of a sell-out a couple of admitted fans who never
+    # show up would otherwise hold the last seats' whole line until their admission runs out.
     admission_oversubscription: float = Field(default=1.5, gt=0)
+    admission_stock_headroom: int = Field(default=20, ge=0)
     admission_burst_s: float = Field(default=1.0, gt=0)
     admission_rate_ewma_tau_s: float = Field(default=10.0, gt=0)
     admission_seal_chunk: int = Field(default=10_000, ge=1)

@@ -62,6 +62,15 @@ class Stock:
     ga_stock: int | None  # None: the concert has no general admission
 
 
+def stock_cap(free_units: int, oversubscription: float, headroom: int) -> int:
+    """How many fans may be admitted and shopping at once for this many free tickets: none
+    when nothing is free (tickets in carts may come back), else the larger of the ratio and
+    free + headroom."""
+    if free_units <= 0:
+        return 0
+    return max(math.ceil(free_units * oversubscription), free_units + headroom)
+
+
 async def stock_of(state: AppState, concert_id: int) -> Stock:
     """Remaining inventory through the catalog's and booking's service functions."""
     cached = await seat_service.availability_cached(
@@ -301,7 +310,9 @@ class AdmissionWorker:
         if stock is None:
             cap, stock_state, free = -1, "unknown", None
         else:
-            cap = math.ceil(stock.free_units * s.admission_oversubscription)
+            cap = stock_cap(
+                stock.free_units, s.admission_oversubscription, s.admission_stock_headroom
+            )
             stock_state = "ok" if stock.free_units > 0 else "in_carts"
             free = stock.free_units
         tau_ms = int(s.admission_rate_ewma_tau_s * 1000)

@@ -22,7 +22,7 @@ from app.queue.errors import AdmissionRevoked
 from app.queue.models import CloseReason
 from app.queue.schemas import QueueStatus, RateSet
 from app.queue.store import Limits, QueueStore, SaleSnapshot
-from app.queue.worker import AdmissionWorker
+from app.queue.worker import AdmissionWorker, stock_cap
 from tests.booking.conftest import make_sale
 from tests.fixtures.payments import Sim
 from tests.queue.conftest import bulk_fans, new_sale, queue_app, tick_until
@@ -485,3 +485,11 @@ async def test_the_edge_answers_join_and_status_like_the_documented_routes(
         assert left.status_code == 204
         gone = await client.get(f"/sales/{sid}/queue/me", headers=fan.headers)
         assert gone.status_code == 404
+
+
+def test_stock_cap_keeps_the_end_of_a_sell_out_moving() -> None:
+    assert stock_cap(0, 1.5, 20) == 0  # all in carts: wait, admit nobody
+    assert stock_cap(1, 1.5, 20) == 21  # the last seat: a couple of no-shows cannot stall it
+    assert stock_cap(1, 1.5, 0) == 2
+    assert stock_cap(1000, 1.5, 20) == 1500  # mid-sale the ratio rules
+    assert all(stock_cap(n, 1.5, 20) >= n for n in range(0, 5000, 7))
