@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     # Recommended poll interval bounds (the maximum is also capped at a third of the grace).
     queue_poll_min_s: float = Field(default=2.0, gt=0)
     queue_poll_max_s: float = Field(default=30.0, gt=0)
+    # Poll advice never assumes a line slower than this (fans/s), so the head keeps checking
+    # while admission pauses (app/queue/service.py `_poll_base`).
+    queue_poll_head_rate: float = Field(default=10.0, gt=0)
     # Push stream (SSE): one shared Redis call per sale per process per tick.
     queue_push_tick_s: float = Field(default=1.0, gt=0)
     queue_push_heartbeat_s: float = Field(default=15.0, gt=0)

@@ -341,10 +341,19 @@ def build_status(
         eta_seconds=eta,
         # A few checks over the expected wait (more near the head, where the advice reaches its
         # floor): the ETA on the page counts down between them.
-        poll_after_seconds=poll(eta / 4 if eta is not None else s.queue_poll_max_s),
+        poll_after_seconds=poll(_poll_base(fan.ahead, eta, s.queue_poll_head_rate)),
         message=message,
         **common,
     )
+
+
+def _poll_base(ahead: int, eta: int | None, head_rate: float) -> float:
+    """Seconds until the next check, before bounds and jitter: a quarter of the expected wait,
+    and never slower than a line moving at `head_rate` fans/s. Near the head that second bound
+    matters: while admission pauses (everything left in carts) the measured rate falls to 0 and
+    the ETA grows without bound, yet the next fans in line must notice released tickets soon."""
+    by_place = (ahead + 1) / head_rate
+    return min(eta / 4, by_place) if eta is not None else by_place
 
 
 def _limits(state: AppState, action: str, user_id: int, ip: str) -> Limits:

@@ -330,6 +330,17 @@ def test_poll_advice_stays_inside_the_grace_period() -> None:
         assert 2.0 <= short_admission <= 10.0
 
 
+def test_poll_advice_near_the_head_stays_short_while_admission_pauses() -> None:
+    # Admission paused (measured rate 0: unknown or huge ETA): the next in line still check often.
+    assert service._poll_base(0, None, 10.0) == 0.1
+    assert service._poll_base(4, 10**9, 10.0) == 0.5
+    assert service._poll_base(40_000, None, 10.0) == 4000.1  # far back: the ceiling applies
+    # A moving line: a quarter of the ETA when that is sooner.
+    assert service._poll_base(1000, 20, 10.0) == 5.0
+    advice = service._poll_after(60.0, 2.0, 180.0, service._poll_base(3, 10**9, 10.0), 180.0)
+    assert advice == 2.0
+
+
 def test_push_sends_small_moves_far_back_only_now_and_then() -> None:
     def at(ahead: int | None, state: str = "waiting") -> QueueStatus:
         return QueueStatus.model_validate(
