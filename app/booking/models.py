@@ -158,8 +158,8 @@ class PaymentStatus(StrEnum):
 
 
 class Payment(TimestampMixin, Base):
-    """A charge attempt. The provider idempotency key is derived from the booking id and the
-    attempt number, and a pending attempt is always replayed with its key, so a retried or
+    """A charge attempt. The provider idempotency key is made from the booking id, the attempt
+    number and a random part, and a pending attempt is always replayed with its key, so a retried or
     timed-out pay request can never charge twice; at most one attempt per booking succeeds."""
 
     __tablename__ = "payment"

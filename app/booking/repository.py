@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -172,7 +173,9 @@ async def open_payment(session: AsyncSession, booking: Booking) -> Payment:
             return payment
     payment = Payment(
         booking_id=booking.id,
-        provider_key=f"booking-{booking.id}-{len(payments) + 1}",
+        # The random part keeps keys unique across databases that reuse booking ids (a restored
+        # backup, staging and production on one provider account): a provider replays a known key.
+        provider_key=f"booking-{booking.id}-{len(payments) + 1}-{secrets.token_hex(8)}",
         amount_minor=booking.amount_minor,
         currency=booking.currency,
         status="pending",

@@ -8,7 +8,6 @@ import importlib.resources
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from ephemeral_port_reserve import reserve
 
 from app.devstack import StackError
 
@@ -39,11 +39,14 @@ def tansu_binary() -> Path:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on and that no other caller gets for a minute.
+
+    A plain bind to port 0 can hand two processes (test workers, stacks) the same port before
+    either server listens; the loser then probes the winner's server and talks to it. The port
+    is left in TIME_WAIT, which the kernel skips when it picks ports, while servers (all bind
+    with SO_REUSEADDR) can still listen on it."""
+    port: int = reserve("127.0.0.1")
+    return port
 
 
 def spawn(

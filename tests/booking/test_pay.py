@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -31,6 +32,17 @@ async def own_app(settings: Settings, **overrides: Any) -> AsyncIterator[httpx.A
         httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as c,
     ):
         yield c
+
+
+async def _provider_key(settings: Settings, booking_id: int) -> str:
+    conn = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    try:
+        key: str = await conn.fetchval(
+            "SELECT provider_key FROM payment WHERE booking_id = $1 ORDER BY id LIMIT 1", booking_id
+        )
+    finally:
+        await conn.close()
+    return key
 
 
 async def test_pay_confirms_and_issues_tickets_once(
@@ -200,11 +212,12 @@ async def test_a_charge_left_pending_on_an_expired_hold_is_refunded(
         await sim.control(failure_rate=1.0, failure_point="after")
         r = await c.post(f"/bookings/{held['id']}/pay", headers=fan)
         assert r.status_code == 503, r.text
-        charge = (await sim.charge(f"booking-{held['id']}-1")).json()
+        key = await _provider_key(settings, held["id"])
+        charge = (await sim.charge(key)).json()
         assert charge["status"] == "succeeded"
         await sim.control(failure_rate=0.0)
         for _ in range(100):
-            charge = (await sim.charge(f"booking-{held['id']}-1")).json()
+            charge = (await sim.charge(key)).json()
             if charge["status"] == "refunded":
                 break
             await asyncio.sleep(0.1)
