@@ -166,4 +166,4 @@ class ChatHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]

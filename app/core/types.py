@@ -16,10 +16,11 @@ Text60 = Annotated[str, StringConstraints(min_length=1, max_length=60, pattern=_
 Text30 = Annotated[str, StringConstraints(min_length=1, max_length=30, pattern=_TEXT)]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=120)]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+MAX_ID = 2**63 - 1  # PostgreSQL bigint: larger ids are a 422, not a database error
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 # Numbers in JSON bodies must be JSON numbers: lax pydantic would take `true` as 1 and "5" as 5,
 # which the published schema calls invalid. (Path and query values arrive as text: plain Id.)
-BodyId = Annotated[int, Field(ge=1, le=2**63 - 1, strict=True)]
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
 Limit = Annotated[int, Field(ge=1, le=200)]
 
 

@@ -5,9 +5,8 @@ their own work is one Redis script call: the bench-spike profile put most of a w
 in the framework around them (matching the path against every included router, solving
 dependencies, the exit stacks, the exception middleware). This middleware sits inside the
 app's own middleware (request ids, metrics, security headers, CORS all still apply) and
-answers those two calls with the same service functions and problem+json errors; the FastAPI
-routes stay the documented contract and answer whatever this does not take (a malformed id,
-HEAD, other methods).
+answers those two calls with the same functions as the FastAPI routes, which stay the documented
+contract and answer whatever this does not take (a malformed id, HEAD, other methods).
 """
 
 from __future__ import annotations
@@ -17,17 +16,18 @@ import re
 from types import SimpleNamespace
 
 from fastapi import FastAPI
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.auth import service as auth
-from app.auth.errors import InvalidToken
+from app.auth.deps import user_of_token
 from app.core.state import AppState
+from app.core.types import MAX_ID
 from app.queue import service
+from app.queue.schemas import QueueStatus
 
 _PATH = re.compile(r"/sales/([1-9][0-9]{0,18})/queue(/me)?")
-_MAX_ID = 2**63 - 1
 _NO_STORE = (b"cache-control", b"no-store")
 # What the request-metrics middleware labels these answers with (it reads scope["route"]).
 _JOIN_ROUTE = SimpleNamespace(path="/sales/{sale_id}/queue")
@@ -47,7 +47,7 @@ class QueueEdgeMiddleware:
             await self.app(scope, receive, send)
             return
         sale_id = int(match[1])
-        if sale_id > _MAX_ID:
+        if sale_id > MAX_ID:
             await self.app(scope, receive, send)
             return
         join = not match[2]
@@ -55,7 +55,7 @@ class QueueEdgeMiddleware:
         application: FastAPI = scope["app"]
         state: AppState = application.state.tr
         try:
-            response = await (_join if join else _status)(state, scope, sale_id)
+            response = await _answer(state, scope, sale_id, join=join)
         except Exception as exc:
             response = await _problem(application, Request(scope, receive), exc)
         await response(scope, receive, send)
@@ -71,16 +71,13 @@ async def _problem(application: FastAPI, request: Request, exc: Exception) -> Re
     raise exc
 
 
-async def _user_id(state: AppState, scope: Scope) -> int:
-    # As HTTPBearer(auto_error=False) + current_user: a missing or non-Bearer header is 401.
+def _bearer_token(scope: Scope) -> str | None:
+    # What HTTPBearer(auto_error=False) takes from the header: only a Bearer token.
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                claims = await auth.authenticate(state, token=token.strip())
-                return claims.user_id
-            break
-    raise InvalidToken("Send `Authorization: Bearer <access token>`.")
+            scheme, token = get_authorization_scheme_param(value.decode("latin-1"))
+            return token if scheme.lower() == "bearer" and token else None
+    return None
 
 
 def _ip(scope: Scope) -> str:
@@ -88,22 +85,26 @@ def _ip(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-async def _join(state: AppState, scope: Scope, sale_id: int) -> Response:
-    user_id = await _user_id(state, scope)
-    answer, new = await service.join(state, sale_id=sale_id, user_id=user_id, ip=_ip(scope))
-    response = Response(
-        answer.model_dump_json(), status_code=201 if new else 200, media_type="application/json"
-    )
-    response.raw_headers += [
-        (b"location", f"/sales/{sale_id}/queue/me".encode()),
-        _NO_STORE,
-    ]
-    return response
-
-
-async def _status(state: AppState, scope: Scope, sale_id: int) -> Response:
-    user_id = await _user_id(state, scope)
-    answer = await service.status(state, sale_id=sale_id, user_id=user_id, ip=_ip(scope))
-    response = Response(answer.model_dump_json(), media_type="application/json")
+def _json(answer: QueueStatus, status_code: int = 200) -> Response:
+    response = Response(answer.model_dump_json(), status_code, media_type="application/json")
     response.raw_headers.append(_NO_STORE)
     return response
+
+
+async def join_response(state: AppState, *, sale_id: int, user_id: int, ip: str) -> Response:
+    """The answer to `POST /sales/{id}/queue`, here and from the documented route."""
+    answer, new = await service.join(state, sale_id=sale_id, user_id=user_id, ip=ip)
+    response = _json(answer, 201 if new else 200)
+    response.raw_headers.append((b"location", f"/sales/{sale_id}/queue/me".encode()))
+    return response
+
+
+async def status_response(state: AppState, *, sale_id: int, user_id: int, ip: str) -> Response:
+    """The answer to `GET /sales/{id}/queue/me`, here and from the documented route."""
+    return _json(await service.status(state, sale_id=sale_id, user_id=user_id, ip=ip))
+
+
+async def _answer(state: AppState, scope: Scope, sale_id: int, *, join: bool) -> Response:
+    claims = await user_of_token(state, _bearer_token(scope))
+    respond = join_response if join else status_response
+    return await respond(state, sale_id=sale_id, user_id=claims.user_id, ip=_ip(scope))

@@ -9,7 +9,7 @@ from app.core.deps import ClientIp, State
 from app.core.openapi import problem_responses
 from app.core.sse import SSE_ITEM_SCHEMA, EventStreamResponse
 from app.core.types import Id
-from app.queue import push, service
+from app.queue import edge, push, service
 from app.queue.errors import NotAcceptable
 from app.queue.models import CloseReason
 from app.queue.schemas import QueueStatus, RateRead, RateSet, SaleCreate, SaleRead, SaleStats
@@ -64,32 +64,28 @@ async def sale_stats(sale_id: Id, state: State, _: AdminUser, response: Response
 @router.post(
     "/sales/{sale_id}/queue",
     status_code=status.HTTP_201_CREATED,
+    response_model=QueueStatus,
     responses={
         200: {"description": "Already in line: the same place", "model": QueueStatus},
         **problem_responses(401, 404, 409, 429),
     },
 )
-async def join_queue(
-    sale_id: Id, state: State, user: CurrentUser, ip: ClientIp, response: Response
-) -> QueueStatus:
+async def join_queue(sale_id: Id, state: State, user: CurrentUser, ip: ClientIp) -> Response:
     """Take a place in line, or get the one you have (one place per account: refreshing, a
     second tab or joining again keep it). Before the sale opens this is the pre-queue."""
-    answer, new = await service.join(state, sale_id=sale_id, user_id=user.user_id, ip=ip)
-    if not new:
-        response.status_code = status.HTTP_200_OK
-    response.headers["Location"] = f"/sales/{sale_id}/queue/me"
-    response.headers.update(_NO_STORE)
-    return answer
+    # Usually answered by QueueEdgeMiddleware with the same function, ahead of the router.
+    return await edge.join_response(state, sale_id=sale_id, user_id=user.user_id, ip=ip)
 
 
-@router.get("/sales/{sale_id}/queue/me", responses=problem_responses(401, 404, 429))
-async def my_status(
-    sale_id: Id, state: State, user: CurrentUser, ip: ClientIp, response: Response
-) -> QueueStatus:
+@router.get(
+    "/sales/{sale_id}/queue/me",
+    response_model=QueueStatus,
+    responses=problem_responses(401, 404, 429),
+)
+async def my_status(sale_id: Id, state: State, user: CurrentUser, ip: ClientIp) -> Response:
     """Your state in line. Checking keeps your place; follow `poll_after_seconds` (or use the
     event stream) — a place with no check for the grace period expires."""
-    response.headers.update(_NO_STORE)
-    return await service.status(state, sale_id=sale_id, user_id=user.user_id, ip=ip)
+    return await edge.status_response(state, sale_id=sale_id, user_id=user.user_id, ip=ip)
 
 
 @router.delete(
