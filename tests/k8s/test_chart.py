@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +42,18 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "workers": 4,
             "autoscaling": {"enabled": True, "minReplicas": 4, "maxReplicas": 40},
         },
+        "apiCheckout": {
+            "workers": 2,
+            "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 12},
+        },
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "host": "tickets.example",
+            "tls": "tickets-example-tls",
+            "regexPaths": True,
+            "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "1m"},
+        },
         "admission": {"replicas": 3},
         "bookingConsumer": {"replicas": 24},
         "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
@@ -54,22 +67,35 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "podDisruptionBudget": {"enabled": False},
         "topologySpread": {"enabled": False},
         "api": {"replicas": 1, "autoscaling": {"enabled": False}},
+        "apiCheckout": {"replicas": 1, "autoscaling": {"enabled": False}},
         "admission": {"replicas": 1},
         "bookingConsumer": {"replicas": 1},
         "config": {"extra": {"TR_PAYMENTS_URL": "https://payments.example"}},
     },
-    "hpa-off": {"api": {"replicas": 3, "autoscaling": {"enabled": False}}},
+    "hpa-off": {
+        "api": {"replicas": 3, "autoscaling": {"enabled": False}},
+        "apiCheckout": {"replicas": 2, "autoscaling": {"enabled": False}},
+    },
     "kind-nodeport": {
         "image": {"repository": "localhost/ticket-rush-app", "tag": "dev", "pullPolicy": "Never"},
         "api": {"service": {"type": "NodePort", "nodePort": 30080}},
     },
     "servicemonitor-on": {"serviceMonitor": {"enabled": True}},
+    "checkout-off": {"apiCheckout": {"enabled": False}, "serviceMonitor": {"enabled": True}},
+    # Any host, the default IngressClass, Prefix paths only; the checkout Service on its own port.
+    "ingress-on": {"ingress": {"enabled": True}, "apiCheckout": {"service": {"port": 8081}}},
+    "ingress-checkout-off": {
+        "apiCheckout": {"enabled": False},
+        "ingress": {"enabled": True, "className": "nginx", "regexPaths": True},
+    },
 }
 
 # Custom resources the chart may render, with the CRD that defines them outside this chart.
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 WORKLOAD_KINDS = {"Deployment", "Job"}
-APP_COMPONENTS = ["api", "admission", "booking-consumer", "payments-sim"]
+APP_COMPONENTS = ["api", "api-checkout", "admission", "booking-consumer", "payments-sim"]
+# Components that run `python -m app.api`: the main API and the checkout bulkhead.
+API_COMPONENTS = ["api", "api-checkout"]
 CONTRACT_ROLE_RULES = [
     {
         "apiGroups": ["ticketrush.io"],
@@ -131,6 +157,24 @@ def config_data(objects: list[Manifest], release: str = "ticket-rush") -> dict[s
     return data
 
 
+def values_of(name: str) -> dict[str, Any]:
+    """A value set merged over values.yaml (dicts merge, everything else replaces)."""
+
+    def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+        merged = dict(base)
+        for key, value in over.items():
+            both = isinstance(value, dict) and isinstance(base.get(key), dict)
+            merged[key] = merge(base[key], value) if both else value
+        return merged
+
+    defaults = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    return merge(defaults, copy.deepcopy(VALUE_SETS[name]))
+
+
+def checkout_enabled(name: str) -> bool:
+    return bool(values_of(name)["apiCheckout"]["enabled"])
+
+
 @pytest.fixture(scope="module", params=sorted(VALUE_SETS))
 def rendered(
     request: pytest.FixtureRequest, chart: helm_python.Chart
@@ -181,6 +225,16 @@ def test_value_sets_render_what_they_say(chart: helm_python.Chart) -> None:
     assert "Secret" not in kinds["defaults"]  # existingSecret
     assert "Secret" in kinds["inline-secrets"]
     assert set(kinds["minimal"]) == {"ConfigMap", "Deployment", "Service", "ServiceAccount"}
+    assert "Ingress" not in kinds["defaults"]
+    for name in ("ingress-on", "ingress-checkout-off", "prod-like"):
+        assert "Ingress" in kinds[name], name
+    for name in VALUE_SETS:
+        deployments = {
+            d["metadata"]["name"]
+            for d in find(render(chart, copy.deepcopy(VALUE_SETS[name])), "Deployment")
+        }
+        assert ("ticket-rush-api-checkout" in deployments) is checkout_enabled(name), name
+        assert "ticket-rush-api" in deployments
 
 
 def test_component_names_follow_the_contract(chart: helm_python.Chart) -> None:
@@ -216,11 +270,14 @@ def test_the_app_parses_the_rendered_config(
     topics = values.get("kafka", {}).get("topics", {"booking-requests": 12})
     assert settings.kafka_topics["booking-requests"] == topics["booking-requests"]
     assert settings.api_host == "0.0.0.0"
-    for container_name, port in (
+    checks = [
         ("admission", settings.admission_metrics_port),
         ("booking-consumer", settings.booking_consumer_metrics_port),
         ("api", settings.api_port),
-    ):
+    ]
+    if checkout_enabled(name):
+        checks.append(("api-checkout", settings.api_port))
+    for container_name, port in checks:
         deployment = one(objects, "Deployment", f"ticket-rush-{container_name}")
         ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
         assert [p["containerPort"] for p in ports] == [port]
@@ -441,7 +498,11 @@ def test_availability_objects(rendered: tuple[str, list[Manifest]]) -> None:
         ]
         assert len(matched) == 1
     covered = {p["metadata"]["name"] for p in pdbs}
-    assert {f"ticket-rush-{c}" for c in ["api", "admission", "booking-consumer"]} <= covered
+    expected = ["api", "admission", "booking-consumer"]
+    if checkout_enabled(name):
+        expected.append("api-checkout")
+    assert {f"ticket-rush-{c}" for c in expected} <= covered
+    assert ("ticket-rush-api-checkout" in covered) is checkout_enabled(name)
     for deployment in deployments:
         spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
         assert {c["topologyKey"] for c in spread} == {
@@ -453,27 +514,48 @@ def test_availability_objects(rendered: tuple[str, list[Manifest]]) -> None:
                 constraint["labelSelector"]["matchLabels"],
                 deployment["spec"]["template"]["metadata"]["labels"],
             )
-    api = one(objects, "Deployment", "ticket-rush-api")
-    hpas = find(objects, "HorizontalPodAutoscaler")
-    if hpas:
-        assert "replicas" not in api["spec"], "the HPA owns the replica count"
-        assert hpas[0]["spec"]["scaleTargetRef"] == {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "name": "ticket-rush-api",
-        }
-    else:
-        assert api["spec"]["replicas"] == VALUE_SETS[name]["api"]["replicas"]
+    values = values_of(name)
+    hpas = {h["metadata"]["name"]: h for h in find(objects, "HorizontalPodAutoscaler")}
+    for component, key in (("api", "api"), ("api-checkout", "apiCheckout")):
+        if component == "api-checkout" and not values[key]["enabled"]:
+            assert "ticket-rush-api-checkout" not in hpas
+            continue
+        deployment = one(objects, "Deployment", f"ticket-rush-{component}")
+        scaling = values[key]["autoscaling"]
+        if scaling["enabled"]:
+            hpa = hpas.pop(f"ticket-rush-{component}")
+            assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+            assert hpa["spec"]["scaleTargetRef"] == {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": f"ticket-rush-{component}",
+            }
+            bounds = (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
+            assert bounds == (scaling["minReplicas"], scaling["maxReplicas"])
+        else:
+            assert deployment["spec"]["replicas"] == values[key]["replicas"]
+    assert hpas == {}, f"HPAs of nothing: {sorted(hpas)}"
 
 
-def test_service_monitors_scrape_every_metrics_port(chart: helm_python.Chart) -> None:
-    objects = render(chart, copy.deepcopy(VALUE_SETS["prod-like"]))
+@pytest.mark.parametrize("value_set", ["prod-like", "checkout-off"])
+def test_service_monitors_scrape_every_metrics_port(
+    chart: helm_python.Chart, value_set: str
+) -> None:
+    objects = render(chart, copy.deepcopy(VALUE_SETS[value_set]))
     services = _services(objects)
     monitors = find(objects, "ServiceMonitor")
-    assert len(monitors) == 3
+    expected = {
+        "ticket-rush-api",
+        "ticket-rush-admission-metrics",
+        "ticket-rush-booking-consumer-metrics",
+    }
+    if checkout_enabled(value_set):
+        expected.add("ticket-rush-api-checkout")
+    assert len(monitors) == len(expected)
+    labels = values_of(value_set)["serviceMonitor"]["labels"]
     scraped = set()
     for monitor in monitors:
-        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert labels.items() <= monitor["metadata"]["labels"].items()
         selected = [
             s
             for s in services.values()
@@ -484,11 +566,198 @@ def test_service_monitors_scrape_every_metrics_port(chart: helm_python.Chart) ->
         for endpoint in monitor["spec"]["endpoints"]:
             assert endpoint["port"] in port_names and endpoint["path"] == "/metrics"
         scraped.add(selected[0]["metadata"]["name"])
-    assert scraped == {
-        "ticket-rush-api",
-        "ticket-rush-admission-metrics",
-        "ticket-rush-booking-consumer-metrics",
+    assert scraped == expected
+
+
+def _pod_labels(deployment: Manifest) -> dict[str, str]:
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def _as_api(value: Any) -> Any:
+    """The checkout pod spec with its own names put back to the api's."""
+    if isinstance(value, dict):
+        return {k: _as_api(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_api(v) for v in value]
+    return "api" if value == "api-checkout" else value
+
+
+def test_checkout_is_the_api_in_its_own_pods(rendered: tuple[str, list[Manifest]]) -> None:
+    name, objects = rendered
+    if not checkout_enabled(name):
+        assert find(objects, "Deployment", "ticket-rush-api-checkout") == []
+        assert find(objects, "Service", "ticket-rush-api-checkout") == []
+        return
+    values = values_of(name)
+    api = one(objects, "Deployment", "ticket-rush-api")["spec"]["template"]
+    checkout = one(objects, "Deployment", "ticket-rush-api-checkout")["spec"]["template"]
+    (api_container,) = api["spec"]["containers"]
+    (container,) = checkout["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "app.api"] == api_container["command"]
+    assert container["name"] == "api-checkout"
+    assert container["image"] == api_container["image"]
+    # The same ConfigMap and Secret keys; only the worker count is its own (env beats envFrom).
+    assert container["envFrom"] == api_container["envFrom"]
+    workers = {"name": "TR_API_WORKERS", "value": str(values["apiCheckout"]["workers"])}
+    assert container["env"] == [*api_container["env"], workers]
+    assert config_data(objects)["TR_API_WORKERS"] == str(values["api"]["workers"])
+    assert container["resources"] == values["apiCheckout"]["resources"]
+    # Everything else (probes, ports, securityContext, /tmp, spread, service account, pod
+    # annotations) is the api's, with the component's own labels in the spread selectors.
+    same = ("env", "resources")
+    assert _as_api({k: v for k, v in container.items() if k not in same}) == {
+        k: v for k, v in api_container.items() if k not in same
     }
+    assert _as_api({**checkout["spec"], "containers": []}) == {**api["spec"], "containers": []}
+    assert checkout["metadata"]["annotations"] == api["metadata"]["annotations"]
+    assert checkout["metadata"]["labels"]["app.kubernetes.io/component"] == "api-checkout"
+
+
+def test_checkout_settings_parse_to_its_own_workers(
+    rendered: tuple[str, list[Manifest]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkout container's environment, built as the kubelet does (envFrom, then env)."""
+    name, objects = rendered
+    if not checkout_enabled(name):
+        return
+    container = one(objects, "Deployment", "ticket-rush-api-checkout")["spec"]["template"]
+    env = dict(config_data(objects))
+    env |= {
+        e["name"]: e["value"] for e in container["spec"]["containers"][0]["env"] if "value" in e
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.api_workers == values_of(name)["apiCheckout"]["workers"]
+    ports = container["spec"]["containers"][0]["ports"]
+    assert [p["containerPort"] for p in ports] == [settings.api_port]
+
+
+def test_api_and_checkout_services_select_only_their_own_pods(
+    rendered: tuple[str, list[Manifest]],
+) -> None:
+    name, objects = rendered
+    if not checkout_enabled(name):
+        return
+    services = _services(objects)
+    api_pods = _pod_labels(one(objects, "Deployment", "ticket-rush-api"))
+    checkout_pods = _pod_labels(one(objects, "Deployment", "ticket-rush-api-checkout"))
+    api_selector = services["ticket-rush-api"]["spec"]["selector"]
+    checkout_selector = services["ticket-rush-api-checkout"]["spec"]["selector"]
+    assert _selects(api_selector, api_pods) and not _selects(api_selector, checkout_pods)
+    assert _selects(checkout_selector, checkout_pods) and not _selects(checkout_selector, api_pods)
+    # Nor do the Deployments' own selectors overlap: each ReplicaSet owns only its pods.
+    api_match = one(objects, "Deployment", "ticket-rush-api")["spec"]["selector"]["matchLabels"]
+    assert not _selects(api_match, checkout_pods)
+    port = services["ticket-rush-api-checkout"]["spec"]["ports"]
+    assert [p["port"] for p in port] == [values_of(name)["apiCheckout"]["service"]["port"]]
+
+
+def _prefix_matches(prefix: str, path: str) -> bool:
+    """Kubernetes `Prefix`: element-wise on `/`."""
+    prefix = prefix.rstrip("/")
+    return prefix == "" or path == prefix or path.startswith(prefix + "/")
+
+
+def route(ingress: Manifest, path: str) -> tuple[str, int]:
+    """The backend (Service, port) ingress-nginx picks for a request path. Without use-regex:
+    the longest matching Prefix path. With it, ingress-nginx makes every path of the host a
+    case-insensitive regex location `~* "^<path>"`, longest path first, first match wins."""
+    (rule,) = ingress["spec"]["rules"]
+    paths = rule["http"]["paths"]
+    annotations = ingress["metadata"].get("annotations", {})
+    if annotations.get("nginx.ingress.kubernetes.io/use-regex") == "true":
+        ordered = sorted(paths, key=lambda p: len(p["path"]), reverse=True)
+        chosen = next(p for p in ordered if re.match(p["path"], path, re.IGNORECASE))
+    else:
+        assert {p["pathType"] for p in paths} == {"Prefix"}, "regex paths need use-regex"
+        matching = [p for p in paths if _prefix_matches(p["path"], path)]
+        chosen = max(matching, key=lambda p: len(p["path"]))
+    service = chosen["backend"]["service"]
+    return service["name"], service["port"]["number"]
+
+
+# Request path -> served by checkout with Prefix paths only, and with ingress.regexPaths.
+ROUTES = {
+    "/bookings/requests/0b9e1c52-3f0f-4c2e-9a53-5d8c4b7e2a11": (True, True),
+    "/bookings/42/pay": (True, True),
+    "/bookings/42": (True, True),
+    "/concerts/7/seats": (False, True),
+    "/concerts/7/bookings": (False, True),
+    "/concerts/7/seats:generate": (False, False),
+    "/concerts/7": (False, False),
+    "/concerts": (False, False),
+    "/sales/7/queue": (False, False),
+    "/sales/7/queue/me": (False, False),
+    "/auth/login": (False, False),
+    "/users/me/bookings": (False, False),
+    "/": (False, False),
+}
+
+
+def test_ingress_sends_checkout_calls_to_the_checkout_service(
+    rendered: tuple[str, list[Manifest]],
+) -> None:
+    name, objects = rendered
+    ingress_values = values_of(name)["ingress"]
+    ingresses = find(objects, "Ingress")
+    if not ingress_values["enabled"]:
+        assert ingresses == []
+        return
+    (ingress,) = ingresses
+    services = _services(objects)
+    (rule,) = ingress["spec"]["rules"]
+    for path in rule["http"]["paths"]:
+        backend = path["backend"]["service"]
+        assert backend["name"] in services, backend
+        ports = [p["port"] for p in services[backend["name"]]["spec"]["ports"]]
+        assert backend["port"]["number"] in ports, backend
+    api = ("ticket-rush-api", values_of(name)["api"]["service"]["port"])
+    checkout = api
+    if checkout_enabled(name):
+        checkout = ("ticket-rush-api-checkout", values_of(name)["apiCheckout"]["service"]["port"])
+    by_path = {p["path"]: p for p in rule["http"]["paths"]}
+    assert by_path["/bookings"]["pathType"] == "Prefix"
+    assert route(ingress, "/bookings/1/pay") == checkout
+    assert route(ingress, "/") == api
+    regex = ingress_values["regexPaths"]
+    annotations = ingress["metadata"].get("annotations", {})
+    assert ("nginx.ingress.kubernetes.io/use-regex" in annotations) is regex
+    assert ingress_values["annotations"].items() <= annotations.items()
+    assert any(p["pathType"] == "ImplementationSpecific" for p in by_path.values()) is regex
+    for path, (prefix_only, with_regex) in ROUTES.items():
+        to_checkout = with_regex if regex else prefix_only
+        assert route(ingress, path) == (checkout if to_checkout else api), path
+    if ingress_values["className"]:
+        assert ingress["spec"]["ingressClassName"] == ingress_values["className"]
+    else:
+        assert "ingressClassName" not in ingress["spec"]
+    if ingress_values["host"]:
+        assert rule["host"] == ingress_values["host"]
+    else:
+        assert "host" not in rule
+    if ingress_values["tls"]:
+        assert ingress["spec"]["tls"] == [
+            {"hosts": [ingress_values["host"]], "secretName": ingress_values["tls"]}
+        ]
+    else:
+        assert "tls" not in ingress["spec"]
+
+
+def test_ingress_routes_to_api_when_checkout_is_off(chart: helm_python.Chart) -> None:
+    for regex in (False, True):
+        on = render(chart, {"ingress": {"enabled": True, "regexPaths": regex}})
+        off = render(
+            chart,
+            {"ingress": {"enabled": True, "regexPaths": regex}, "apiCheckout": {"enabled": False}},
+        )
+        assert route(one(on, "Ingress", "ticket-rush-api"), "/bookings/1/pay") == (
+            "ticket-rush-api-checkout",
+            8000,
+        )
+        ingress = one(off, "Ingress", "ticket-rush-api")
+        assert {route(ingress, path) for path in ROUTES} == {("ticket-rush-api", 8000)}
 
 
 def test_migration_job_is_a_hook_running_migrate(chart: helm_python.Chart) -> None:
@@ -552,6 +821,26 @@ BAD_VALUES = [
         {"api": {"service": {"nodePort": 80}}},
         "at '/api/service/nodePort': minimum: got 80, want 30,000",
     ),
+    ({"apiCheckout": {"replicas": 0}}, "at '/apiCheckout/replicas': minimum: got 0, want 1"),
+    ({"apiCheckout": {"replicas": -2}}, "at '/apiCheckout/replicas': minimum: got -2, want 1"),
+    ({"apiCheckout": {"workers": 0}}, "at '/apiCheckout/workers': minimum: got 0, want 1"),
+    ({"apiCheckout": {"enabled": "yes"}}, "at '/apiCheckout/enabled': got string, want boolean"),
+    (
+        {"apiCheckout": {"service": {"port": 70000}}},
+        "at '/apiCheckout/service/port': maximum: got 70,000, want 65,535",
+    ),
+    (
+        {"apiCheckout": {"autoscaling": {"minReplicas": 0}}},
+        "at '/apiCheckout/autoscaling/minReplicas': minimum: got 0, want 1",
+    ),
+    ({"apiCheckout": None}, "missing property 'apiCheckout'"),
+    (
+        {"ingress": {"enabled": True, "tls": "tickets-tls"}},
+        "at '/ingress/host': minLength: got 0, want 1",
+    ),
+    ({"ingress": {"host": "https://tickets.example/"}}, "at '/ingress/host'"),
+    ({"ingress": {"className": "Nginx"}}, "at '/ingress/className'"),
+    ({"ingress": {"paths": []}}, "at '/ingress': additional properties 'paths' not allowed"),
 ]
 
 
@@ -565,14 +854,13 @@ def test_values_schema_rejects_bad_values(
     assert message in str(raised.value)
 
 
-def test_hpa_bounds_are_checked(chart: helm_python.Chart) -> None:
+@pytest.mark.parametrize("key", ["api", "apiCheckout"])
+def test_hpa_bounds_are_checked(chart: helm_python.Chart, key: str) -> None:
     with pytest.raises(
         helm_python.HelmRenderError,
-        match=r"minReplicas \(5\) must not exceed api.autoscaling.maxReplicas \(2\)",
+        match=rf"{key}.autoscaling.minReplicas \(5\) must not exceed {key}.autoscaling.maxReplicas \(2\)",
     ):
-        render(
-            chart, {"api": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}}
-        )
+        render(chart, {key: {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}})
 
 
 def test_crd_is_in_the_chart_and_valid(chart: helm_python.Chart) -> None:

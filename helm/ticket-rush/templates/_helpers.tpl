@@ -43,8 +43,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- if gt (int .Values.bookingConsumer.replicas) $partitions -}}
 {{- fail (printf "bookingConsumer.replicas (%d) must not exceed the booking-requests partitions (kafka.topics.booking-requests = %d): extra consumers would sit idle" (int .Values.bookingConsumer.replicas) $partitions) -}}
 {{- end -}}
-{{- if and .Values.api.autoscaling.enabled (gt (int .Values.api.autoscaling.minReplicas) (int .Values.api.autoscaling.maxReplicas)) -}}
-{{- fail (printf "api.autoscaling.minReplicas (%d) must not exceed api.autoscaling.maxReplicas (%d)" (int .Values.api.autoscaling.minReplicas) (int .Values.api.autoscaling.maxReplicas)) -}}
+{{- range $key := list "api" "apiCheckout" -}}
+{{- $scaling := (index $.Values $key).autoscaling -}}
+{{- if and $scaling.enabled (gt (int $scaling.minReplicas) (int $scaling.maxReplicas)) -}}
+{{- fail (printf "%s.autoscaling.minReplicas (%d) must not exceed %s.autoscaling.maxReplicas (%d)" $key (int $scaling.minReplicas) $key (int $scaling.maxReplicas)) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
