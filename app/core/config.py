@@ -165,6 +165,9 @@ class Settings(BaseSettings):
 
     # Admission worker (`python -m app.admission`)
     admission_token_ttl_s: int = Field(default=600, ge=10)
+    # An admitted fan who does not collect the token (status check, push stream or booking)
+    # within this long loses the admission, so the slot goes to someone who is there. 0: off.
+    admission_arrival_s: float = Field(default=60.0, ge=0)
     admission_tick_s: float = Field(default=0.2, gt=0)
     admission_lease_ttl_ms: int = Field(default=5000, ge=200)
     admission_sync_s: float = Field(default=2.0, gt=0)

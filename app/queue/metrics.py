@@ -25,11 +25,19 @@ PUSH_TICKS = Counter(
 )
 
 # The sale's own counters in Redis (app/queue/store.py `stats`), whichever process moved them.
-FAN_EVENTS = ("joined", "abandoned", "admission_expired", "left", "completed")
+FAN_EVENTS = (
+    "joined",
+    "abandoned",
+    "admission_expired",
+    "admission_unclaimed",
+    "left",
+    "completed",
+)
 QUEUE_FANS = Counter(
     "tr_queue_fans_total",
-    "Fans per sale by event (joined, abandoned, admission_expired, left, completed), from the "
-    "sale's Redis counters, exported by the admission worker holding the sale's lease.",
+    "Fans per sale by event (joined, abandoned, admission_expired, admission_unclaimed, left, "
+    "completed), from the sale's Redis counters, exported by the admission worker holding the "
+    "sale's lease.",
     ["sale", "event"],
 )
 ADMITTED = Counter(

@@ -108,7 +108,10 @@ class QueueStatus(BaseModel):
     admission_expires_at: datetime | None = None
     reason: Annotated[
         str | None,
-        Field(description="expired: abandoned | admission_expired; closed: time | manual"),
+        Field(
+            description="expired: abandoned | admission_expired | admission_unclaimed; "
+            "closed: time | manual"
+        ),
     ] = None
     message: str
     opens_at: datetime
@@ -130,6 +133,7 @@ class SaleStats(BaseModel):
     joined: int
     abandoned: int
     admission_expired: int
+    admission_unclaimed: int
     left: int
     completed: int
     queued_at_close: int | None

@@ -229,6 +229,7 @@ async def sale_stats(state: AppState, *, sale_id: int) -> SaleStats:
         joined=int(c.get("joined", 0)),
         abandoned=int(c.get("abandoned", 0)),
         admission_expired=int(c.get("admission_expired", 0)),
+        admission_unclaimed=int(c.get("admission_unclaimed", 0)),
         left=int(c.get("left", 0)),
         completed=int(c.get("completed", 0)),
         queued_at_close=int(queued_at_close) if queued_at_close is not None else None,
@@ -248,12 +249,18 @@ async def sale_stats(state: AppState, *, sale_id: int) -> SaleStats:
 
 
 def _poll_after(
-    longest: float, shortest: float, grace_s: float, base: float, admission_s: float = math.inf
+    longest: float,
+    shortest: float,
+    grace_s: float,
+    base: float,
+    admission_s: float = math.inf,
+    arrival_s: float = math.inf,
 ) -> float:
     # Jittered so a crowd that joined together does not poll together; capped well inside the
-    # grace period so a fan who follows the advice never loses the place, and well inside the
-    # admission's lifetime so a fan admitted between two checks still has time to shop.
-    ceiling = max(shortest, min(longest, grace_s / 3, admission_s / 4))
+    # grace period so a fan who follows the advice never loses the place, well inside the
+    # admission's lifetime so a fan admitted between two checks still has time to shop, and
+    # inside the arrival window (with the jitter) so that fan collects the admission in time.
+    ceiling = max(shortest, min(longest, grace_s / 3, admission_s / 4, arrival_s / 1.5))
     value = min(max(base, shortest), ceiling) * _jitter.uniform(0.8, 1.2)
     return round(min(max(value, shortest), ceiling), 1)
 
@@ -274,7 +281,12 @@ def build_status(
         if push:
             return None
         return _poll_after(
-            s.queue_poll_max_s, s.queue_poll_min_s, s.queue_grace_s, base, s.admission_token_ttl_s
+            s.queue_poll_max_s,
+            s.queue_poll_min_s,
+            s.queue_grace_s,
+            base,
+            s.admission_token_ttl_s,
+            s.admission_arrival_s or math.inf,
         )
 
     if head.status == "closed":
@@ -300,11 +312,10 @@ def build_status(
             **common,
         )
     if fan.state == "expired":
-        why = (
-            "you did not check your status for a while"
-            if fan.reason == "abandoned"
-            else "your admission ran out before you finished"
-        )
+        why = {
+            "abandoned": "you did not check your status for a while",
+            "admission_unclaimed": "it was your turn but you did not come back for it in time",
+        }.get(fan.reason or "", "your admission ran out before you finished")
         return QueueStatus(
             state="expired",
             reason=fan.reason,
@@ -508,7 +519,8 @@ async def verify_admission(
         raise AdmissionOtherFan("This admission token was issued to another account.")
     if not await store_of(state).verify(claims.sale_id, user_id, token):
         raise AdmissionRevoked(
-            "This admission is no longer active (used, left, replaced or the sale closed)."
+            "This admission is no longer active (used, left, replaced, not collected in time "
+            "or the sale closed)."
         )
     return claims
 

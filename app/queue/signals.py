@@ -120,6 +120,11 @@ async def publish_signals(
         await pipe.execute()
 
 
+async def withdraw_member(redis: Redis, keys: Keys, member: str) -> None:
+    """A consumer that stops cleanly stops counting at once, not after its report's TTL."""
+    await redis.hdel(members_key(keys), member)
+
+
 async def report_member(
     redis: Redis,
     keys: Keys,

@@ -10,9 +10,13 @@ slot; every script below touches exactly one sale's keys):
 - `queue`     zset: user -> place in line (1..N drawn at open, then N+1.. FIFO)
 - `seen`      zset: user -> last status check, ms (waiting and pre-queue fans)
 - `admitted`  zset: user -> admission expiry, ms
+- `unclaimed` zset: user -> arrival deadline, ms (admitted fans who have not yet received their
+              token from a status check, the push stream or a booking)
 - `tokens`    hash: user -> admission token of the current admission (revocation check)
-- `gone`      hash: user -> why the place ended (abandoned, admission_expired)
-- `stats`     hash: joined, admitted_total, abandoned, admission_expired, left, completed,
+- `gone`      hash: user -> why the place ended (abandoned, admission_expired,
+              admission_unclaimed)
+- `stats`     hash: joined, admitted_total, abandoned, admission_expired, admission_unclaimed,
+              left, completed,
               queued_at_close, ewma (measured admission rate, fans/s), ewma_ms
 - `rate`      string: current admission rate, fans/s (operator, CLI or local controller)
 - `lease`     string: `<worker id>:<fence>` of the admission worker leading the sale (PX)
@@ -50,6 +54,7 @@ KEY_NAMES = (
     "rate",
     "lease",
     "fence",
+    "unclaimed",
 )
 # Entries a worker step expires at most per kind; the rest is expired lazily on sight.
 SWEEP_LIMIT = 2000
@@ -57,9 +62,9 @@ SWEEP_LIMIT = 2000
 STATUS_BATCH = 1000
 
 _LIB = """
-local META, PRE, QUEUE, SEEN, ADM, TOKENS, GONE, STATS, RATE, LEASE, FENCE =
+local META, PRE, QUEUE, SEEN, ADM, TOKENS, GONE, STATS, RATE, LEASE, FENCE, UNCLAIMED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-  KEYS[11]
+  KEYS[11], KEYS[12]
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -74,11 +79,26 @@ local function abandon(u)
   redis.call('HINCRBY', STATS, 'abandoned', 1)
 end
 
-local function end_admission(u)
+-- why: admission_expired (ran out) or admission_unclaimed (never came back for the token).
+local function end_admission(u, why)
   redis.call('ZREM', ADM, u)
+  redis.call('ZREM', UNCLAIMED, u)
   redis.call('HDEL', TOKENS, u)
-  redis.call('HSET', GONE, u, 'admission_expired')
-  redis.call('HINCRBY', STATS, 'admission_expired', 1)
+  redis.call('HSET', GONE, u, why)
+  redis.call('HINCRBY', STATS, why, 1)
+end
+
+-- The fan has the token (status answer, push event or booking): the arrival window is over.
+-- False when the window had already run out, which ends the admission.
+local function claim(u, now)
+  local deadline = redis.call('ZSCORE', UNCLAIMED, u)
+  if not deadline then return true end
+  if tonumber(deadline) <= now then
+    end_admission(u, 'admission_unclaimed')
+    return false
+  end
+  redis.call('ZREM', UNCLAIMED, u)
+  return true
 end
 
 -- Sale-wide part of every answer; nil when Redis does not know the sale (caller syncs).
@@ -100,11 +120,12 @@ end
 local function status_of(u, now, cutoff)
   local exp = redis.call('ZSCORE', ADM, u)
   if exp then
-    if tonumber(exp) > now then
-      return {'admitted', redis.call('HGET', TOKENS, u) or '', exp}
+    if tonumber(exp) <= now then
+      end_admission(u, 'admission_expired')
+      return {'expired', 'admission_expired'}
     end
-    end_admission(u)
-    return {'expired', 'admission_expired'}
+    if not claim(u, now) then return {'expired', 'admission_unclaimed'} end
+    return {'admitted', redis.call('HGET', TOKENS, u) or '', exp}
   end
   local place = redis.call('ZSCORE', QUEUE, u)
   if place or redis.call('ZSCORE', PRE, u) then
@@ -127,12 +148,12 @@ local function status_of(u, now, cutoff)
 end
 
 -- Fixed-window limits folded into the call they guard, so a join or a status check is one
--- round trip: KEYS[12] and KEYS[13] count this account's and this IP's calls to the sale.
+-- round trip: KEYS[13] and KEYS[14] count this account's and this IP's calls to the sale.
 -- Returns the milliseconds to wait when either limit is exceeded, else 0.
 local function over_limit(per_account, per_ip, window)
   local wait = 0
   for i, limit in ipairs({per_account, per_ip}) do
-    local k = KEYS[11 + i]
+    local k = KEYS[12 + i]
     local n = redis.call('INCR', k)
     local ttl = redis.call('PTTL', k)
     if n == 1 or ttl < 0 then
@@ -169,7 +190,7 @@ for i = 2, #ARGV do out[#out + 1] = status_of(ARGV[i], now, cutoff) end
 return out
 """
 
-# One fan's status check under the rate limits (KEYS 12-13).
+# One fan's status check under the rate limits (KEYS 13-14).
 # ARGV: grace_ms, user, per-account limit, per-IP limit, window ms
 #   -> {'limited', wait ms} | {} (unknown sale) | {head} (closed) | {head, status_of(user)}.
 _STATUS_ONE = """
@@ -215,6 +236,7 @@ return {h, 'new', status_of(u, now, cutoff)}
 _LEAVE = """
 local u = ARGV[1]
 local had = redis.call('ZREM', ADM, u) + redis.call('ZREM', QUEUE, u) + redis.call('ZREM', PRE, u)
+redis.call('ZREM', UNCLAIMED, u)
 redis.call('HDEL', TOKENS, u)
 redis.call('ZREM', SEEN, u)
 redis.call('HDEL', GONE, u)
@@ -225,16 +247,19 @@ return math.min(had, 1)
 # ARGV: user -> 1 if an admission ended (purchase completed: the slot frees at once).
 _RELEASE = """
 if redis.call('ZREM', ADM, ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', UNCLAIMED, ARGV[1])
 redis.call('HDEL', TOKENS, ARGV[1])
 redis.call('HINCRBY', STATS, 'completed', 1)
 return 1
 """
 
-# ARGV: user, token -> 1 if this exact token is the fan's live admission.
+# ARGV: user, token -> 1 if this exact token is the fan's live admission (using it claims it).
 _VERIFY = """
+local now = now_ms()
 local exp = redis.call('ZSCORE', ADM, ARGV[1])
-if not exp or tonumber(exp) <= now_ms() then return 0 end
+if not exp or tonumber(exp) <= now then return 0 end
 if redis.call('HGET', TOKENS, ARGV[1]) ~= ARGV[2] then return 0 end
+if not claim(ARGV[1], now) then return 0 end
 return 1
 """
 
@@ -268,7 +293,7 @@ else
     redis.call('HSET', STATS, 'queued_at_close', queued)
   end
   redis.call('HSET', META, 'status', 'closed', 'reason', ARGV[2])
-  redis.call('UNLINK', PRE, QUEUE, SEEN, ADM, TOKENS, GONE)
+  redis.call('UNLINK', PRE, QUEUE, SEEN, ADM, TOKENS, GONE, UNCLAIMED)
   for _, k in ipairs({META, STATS, RATE, FENCE}) do redis.call('PEXPIRE', k, ARGV[10]) end
 end
 return redis.call('HGET', META, 'status')
@@ -335,7 +360,10 @@ local status = redis.call('HGET', META, 'status')
 if status ~= 'open' and status ~= 'scheduled' then return {'status', status or ''} end
 local limit = tonumber(ARGV[4])
 for _, u in ipairs(redis.call('ZRANGEBYSCORE', ADM, '-inf', now, 'LIMIT', 0, limit)) do
-  end_admission(u)
+  end_admission(u, 'admission_expired')
+end
+for _, u in ipairs(redis.call('ZRANGEBYSCORE', UNCLAIMED, '-inf', now, 'LIMIT', 0, limit)) do
+  end_admission(u, 'admission_unclaimed')
 end
 local cutoff = now - tonumber(ARGV[3])
 for _, u in ipairs(redis.call('ZRANGEBYSCORE', SEEN, '-inf', '(' .. cutoff, 'LIMIT', 0, limit)) do
@@ -366,15 +394,17 @@ end
 return {'admit', now, n, redis.call('ZRANGE', QUEUE, 0, n - 1, 'WITHSCORES')}
 """
 
-# ARGV: owner, grace_ms, tau_ms, budget, expiry_ms, (user, token)... -> admitted users, or
-# {-1} lease lost / {-2} not open. Heads that left meanwhile are skipped; stale ones abandoned.
+# ARGV: owner, grace_ms, tau_ms, budget, expiry_ms, arrival_ms, (user, token)... -> admitted
+# users, or {-1} lease lost / {-2} not open. Heads that left meanwhile are skipped; stale ones
+# abandoned. An admitted fan must collect the token within arrival_ms (0: no such window).
 _COMMIT = """
 if redis.call('GET', LEASE) ~= ARGV[1] then return {-1} end
 if redis.call('HGET', META, 'status') ~= 'open' then return {-2} end
 local now = now_ms()
 local cutoff = now - tonumber(ARGV[2])
+local arrival = tonumber(ARGV[6])
 local done = {}
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   local u = ARGV[i]
   if redis.call('ZSCORE', QUEUE, u) then
     if tonumber(redis.call('ZSCORE', SEEN, u) or '0') < cutoff then
@@ -384,6 +414,9 @@ for i = 6, #ARGV, 2 do
       redis.call('ZREM', SEEN, u)
       redis.call('ZADD', ADM, ARGV[5], u)
       redis.call('HSET', TOKENS, u, ARGV[i + 1])
+      if arrival > 0 and now + arrival < tonumber(ARGV[5]) then
+        redis.call('ZADD', UNCLAIMED, now + arrival, u)
+      end
       done[#done + 1] = u
     end
   end
@@ -760,10 +793,11 @@ class QueueStore:
         tau_ms: int,
         budget: int,
         expires_ms: int,
+        arrival_ms: int,
         tokens: Sequence[tuple[int, str]],
     ) -> list[int] | None:
         """Admit the given heads; None when the lease was lost or the sale is no longer open."""
-        args: list[Any] = [owner, grace_ms, tau_ms, budget, expires_ms]
+        args: list[Any] = [owner, grace_ms, tau_ms, budget, expires_ms, arrival_ms]
         for user_id, token in tokens:
             args += [user_id, token]
         raw = await COMMIT(self.redis, self.keys(sale_id), args)

@@ -362,6 +362,7 @@ class AdmissionWorker:
             tau_ms=tau_ms,
             budget=prepared.budget,
             expires_ms=expires_ms,
+            arrival_ms=int(self.settings.admission_arrival_s * 1000),
             tokens=tokens,
         )
         if admitted is None:

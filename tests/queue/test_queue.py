@@ -246,6 +246,59 @@ async def test_leaving_frees_the_admission_slot_at_once(
         await worker.release_all()
 
 
+async def test_an_admitted_fan_who_never_comes_back_frees_the_slot(
+    settings: Settings, admin_headers: dict[str, str]
+) -> None:
+    async with queue_app(settings, admission_arrival_s=1.0) as (client, state):
+        sale = await new_sale(
+            client, admin_headers, opens_in=-1, max_active=2, initial_rate=100, max_rate=100
+        )
+        sale_id = sale["id"]
+        await service.open_sale(state, sale_id=sale_id)
+        lazy, swept, present, booker = await bulk_fans(state, settings, 4)
+        for fan in (lazy, swept, present):
+            await client.post(f"/sales/{sale_id}/queue", headers=fan.headers)
+        worker = AdmissionWorker(state)
+
+        async def admitted_total(n: int) -> bool:
+            return (await service.sale_stats(state, sale_id=sale_id)).admitted_total == n
+
+        # The first two are let in while their tabs are closed: nobody collects the tokens.
+        await tick_until(worker, lambda: admitted_total(2))
+        assert (await _status(client, sale_id, present.headers))["state"] == "waiting"
+        await asyncio.sleep(1.2)
+        # A check after the window does not revive the admission...
+        late = await _status(client, sale_id, lazy.headers)
+        assert late["state"] == "expired" and late["reason"] == "admission_unclaimed"
+        assert "did not come back" in late["message"] and late["rejoin_url"]
+        # ...and the worker ends the other one: both slots go to the fan who is there.
+        await tick_until(worker, lambda: admitted_total(3))
+        gone = await _status(client, sale_id, swept.headers)
+        assert (gone["state"], gone["reason"]) == ("expired", "admission_unclaimed")
+        assert (await _status(client, sale_id, present.headers))["state"] == "admitted"
+        # A fan who collected the token in time keeps the admission after the window.
+        await client.post(f"/sales/{sale_id}/queue", headers=booker.headers)
+        await tick_until(worker, lambda: admitted_total(4))
+        # The booker collects it by booking with the token, without a status check.
+        token = await state.redis.hget(
+            service.store_of(state).keys(sale_id)[5], str(booker.user_id)
+        )
+        assert token is not None
+        claims = await service.verify_admission(
+            state, token=token.decode(), concert_id=sale["concert_id"], user_id=booker.user_id
+        )
+        assert claims.sale_id == sale_id
+        await asyncio.sleep(1.2)
+        for _ in range(3):
+            await worker.tick()
+        assert (await _status(client, sale_id, present.headers))["state"] == "admitted"
+        assert (await _status(client, sale_id, booker.headers))["state"] == "admitted"
+        stats = await service.sale_stats(state, sale_id=sale_id)
+        assert (stats.admission_unclaimed, stats.admission_expired) == (2, 0)
+        assert stats.admitted_active == 2
+        await worker.release_all()
+
+
 async def test_sale_closing_with_fans_still_queued(
     settings: Settings, admin_headers: dict[str, str]
 ) -> None:

@@ -19,9 +19,9 @@ function explain(s, sale) {
     case "admitted":
       return "The wait is over: your shopping time has started.";
     case "expired":
-      return s.reason === "admission_expired"
-        ? "Your shopping time ran out and your turn has passed."
-        : "Your place expired because this page was closed for too long.";
+      if (s.reason === "admission_expired") return "Your shopping time ran out and your turn has passed.";
+      if (s.reason === "admission_unclaimed") return "It was your turn while this page was closed, so it passed to the next fan.";
+      return "Your place expired because this page was closed for too long.";
     case "sold_out":
       return "Sold out: every ticket has been sold.";
     case "closed":
