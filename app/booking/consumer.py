@@ -66,7 +66,7 @@ from app.booking.strategies.base import (
 from app.core.kafka import time_ack
 from app.core.problems import ProblemError
 from app.core.state import AppState
-from app.queue.signals import report_member
+from app.queue.signals import report_member, withdraw_member
 
 log = structlog.get_logger(__name__)
 
@@ -270,6 +270,8 @@ class BookingConsumer:
             await self.consumer.stop()
             if self.producer is not None:
                 await self.producer.stop()
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                await withdraw_member(self.state.redis, self.state.keys, self.member)
             log.info("booking_consumer_stopped")
 
     async def _connect(self, stop: asyncio.Event) -> bool:
