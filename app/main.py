@@ -34,6 +34,7 @@ from app.core.middleware import (
 from app.core.openapi import problem_responses
 from app.core.problems import install_problem_handlers
 from app.core.redis import Keys, create_redis
+from app.core.revocations import RevocationList
 from app.core.security import AccessTokenVerifier
 from app.core.state import AppState
 from app.health import router as health_router
@@ -69,6 +70,9 @@ def build_state(settings: Settings) -> AppState:
         ),
         payments=create_provider(settings),
         tokens=AccessTokenVerifier(settings),
+        revocations=RevocationList(
+            redis, Keys(settings.redis_prefix), horizon_s=settings.access_token_ttl_s
+        ),
         strategies=build_registry(),
     )
 
@@ -103,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings.log_level, json=settings.log_json)
         state = build_state(settings)
         await state.kafka.start()
+        state.revocations.start()
         sweeper = asyncio.create_task(sweep_forever(state))
         app.state.tr = state
         app.state.chat_hub = ChatHub(state)
@@ -115,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await sweeper
             await state.payments.aclose()
             await state.kafka.stop()
+            await state.revocations.close()
             await state.redis.aclose()
             await state.engine.dispose()
 

@@ -51,7 +51,7 @@ async def refresh(body: RefreshRequest, db: DbSession, state: State, ip: ClientI
     responses=problem_responses(401, 422),
 )
 async def logout(body: RefreshRequest, db: DbSession, state: State, user: OptionalUser) -> Response:
-    await service.logout(db, state.redis, state.keys, refresh_token=body.refresh_token, access=user)
+    await service.logout(db, state.revocations, refresh_token=body.refresh_token, access=user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

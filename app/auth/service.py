@@ -28,6 +28,7 @@ from app.core import ratelimit
 from app.core.config import Settings
 from app.core.metrics import AUTH_EVENTS
 from app.core.redis import Keys
+from app.core.revocations import RevocationList
 from app.core.security import (
     AccessClaims,
     hash_password,
@@ -183,8 +184,7 @@ async def refresh(
 
 async def logout(
     session: AsyncSession,
-    redis: Redis,
-    keys: Keys,
+    revocations: RevocationList,
     *,
     refresh_token: str,
     access: AccessClaims | None,
@@ -196,10 +196,8 @@ async def logout(
         raise InvalidToken()
     await repository.revoke_family(session, row.family_id, datetime.now(UTC))
     await session.commit()
-    if access is not None:
-        ttl = int((access.expires_at - datetime.now(UTC)).total_seconds()) + 1
-        if ttl > 0:
-            await redis.set(keys("auth", "revoked-jti", access.jti), b"1", ex=ttl)
+    if access is not None and access.expires_at > datetime.now(UTC):
+        await revocations.revoke(access.jti, access.expires_at.timestamp())
     AUTH_EVENTS.labels("logout").inc()
 
 
@@ -209,6 +207,6 @@ async def authenticate(state: AppState, *, token: str) -> AccessClaims:
         claims = state.tokens.verify(token)
     except jwt.InvalidTokenError as exc:
         raise InvalidToken() from exc
-    if await state.redis.exists(state.keys("auth", "revoked-jti", claims.jti)):
+    if await state.revocations.is_revoked(claims.jti):
         raise InvalidToken("This token was revoked by a logout.")
     return claims

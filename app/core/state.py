@@ -12,6 +12,7 @@ from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.kafka import KafkaProducerResource
 from app.core.redis import Keys
+from app.core.revocations import RevocationList
 from app.core.security import AccessTokenVerifier
 
 if TYPE_CHECKING:
@@ -30,4 +31,5 @@ class AppState:
     cache: ResponseCache
     payments: PaymentProvider
     tokens: AccessTokenVerifier
+    revocations: RevocationList
     strategies: dict[str, BookingStrategy] = field(default_factory=dict)
