@@ -849,6 +849,10 @@ async def run_rush(
                 break
             if time.monotonic() > deadline:
                 break
+        if latest is None or latest.status != "closed":
+            # Out of time (the run fails): close the sale so the fans still in line get their
+            # "closed" answer and no open sale with a crowd in it outlives the run.
+            await api.call("setup", "POST", f"/sales/{sale_id}:close", headers=admin)
         stop.set()  # abandoners come back and look; stragglers end
         await asyncio.wait(active, timeout=30)
         for t in active:
