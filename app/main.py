@@ -53,12 +53,13 @@ def build_state(settings: Settings) -> AppState:
 
     engine = create_engine(settings)
     redis = create_redis(settings)
+    keys = Keys(settings.redis_prefix)
     return AppState(
         settings=settings,
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
         redis=redis,
-        keys=Keys(settings.redis_prefix),
+        keys=keys,
         kafka=KafkaProducerResource(settings),
         cache=ResponseCache(
             redis,
@@ -70,9 +71,7 @@ def build_state(settings: Settings) -> AppState:
         ),
         payments=create_provider(settings),
         tokens=AccessTokenVerifier(settings),
-        revocations=RevocationList(
-            redis, Keys(settings.redis_prefix), horizon_s=settings.access_token_ttl_s
-        ),
+        revocations=RevocationList(redis, keys, horizon_s=settings.access_token_ttl_s),
         strategies=build_registry(),
     )
 
