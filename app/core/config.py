@@ -168,6 +168,11 @@ class Settings(BaseSettings):
     # An admitted fan who does not collect the token (status check, push stream or booking)
     # within this long loses the admission, so the slot goes to someone who is there. 0: off.
     admission_arrival_s: float = Field(default=60.0, ge=0)
+    # An admitted fan who has the token but makes no booking attempt with it for this long loses
+    # the admission (Cloudflare Waiting Room's session_duration: a fan who closed the tab after
+    # collecting it would otherwise hold a slot, and at the end of a sell-out the last seats'
+    # line, until the token runs out). 0: off.
+    admission_idle_s: float = Field(default=300.0, ge=0)
     admission_tick_s: float = Field(default=0.2, gt=0)
     admission_lease_ttl_ms: int = Field(default=5000, ge=200)
     admission_sync_s: float = Field(default=2.0, gt=0)

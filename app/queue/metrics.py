@@ -30,14 +30,15 @@ FAN_EVENTS = (
     "abandoned",
     "admission_expired",
     "admission_unclaimed",
+    "admission_idle",
     "left",
     "completed",
 )
 QUEUE_FANS = Counter(
     "tr_queue_fans_total",
-    "Fans per sale by event (joined, abandoned, admission_expired, admission_unclaimed, left, "
-    "completed), from the sale's Redis counters, exported by the admission worker holding the "
-    "sale's lease.",
+    "Fans per sale by event (joined, abandoned, admission_expired, admission_unclaimed, "
+    "admission_idle, left, completed), from the sale's Redis counters, exported by the "
+    "admission worker holding the sale's lease.",
     ["sale", "event"],
 )
 ADMITTED = Counter(

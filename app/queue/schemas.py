@@ -109,8 +109,8 @@ class QueueStatus(BaseModel):
     reason: Annotated[
         str | None,
         Field(
-            description="expired: abandoned | admission_expired | admission_unclaimed; "
-            "closed: time | manual"
+            description="expired: abandoned | admission_expired | admission_unclaimed | "
+            "admission_idle; closed: time | manual"
         ),
     ] = None
     message: str
@@ -134,6 +134,7 @@ class SaleStats(BaseModel):
     abandoned: int
     admission_expired: int
     admission_unclaimed: int
+    admission_idle: int
     left: int
     completed: int
     queued_at_close: int | None

@@ -230,6 +230,7 @@ async def sale_stats(state: AppState, *, sale_id: int) -> SaleStats:
         abandoned=int(c.get("abandoned", 0)),
         admission_expired=int(c.get("admission_expired", 0)),
         admission_unclaimed=int(c.get("admission_unclaimed", 0)),
+        admission_idle=int(c.get("admission_idle", 0)),
         left=int(c.get("left", 0)),
         completed=int(c.get("completed", 0)),
         queued_at_close=int(queued_at_close) if queued_at_close is not None else None,
@@ -315,6 +316,7 @@ def build_status(
         why = {
             "abandoned": "you did not check your status for a while",
             "admission_unclaimed": "it was your turn but you did not come back for it in time",
+            "admission_idle": "you did not use your turn to book for a while",
         }.get(fan.reason or "", "your admission ran out before you finished")
         return QueueStatus(
             state="expired",
@@ -519,8 +521,8 @@ async def verify_admission(
         raise AdmissionOtherFan("This admission token was issued to another account.")
     if not await store_of(state).verify(claims.sale_id, user_id, token):
         raise AdmissionRevoked(
-            "This admission is no longer active (used, left, replaced, not collected in time "
-            "or the sale closed)."
+            "This admission is no longer active (used, left, replaced, not collected in time, "
+            "unused for too long or the sale closed)."
         )
     return claims
 

@@ -5,18 +5,20 @@ slot; every script below touches exactly one sale's keys):
 - `meta`      hash: status (scheduled|open|closed), reason, concert_id, opens_ms, closes_ms,
               max_active, min_rate, max_rate, control (auto|manual), seq (last FIFO place),
               seal_next (next drawn place), bucket_tokens/bucket_ms (admission token bucket),
-              stock_state (ok|in_carts|unknown), free_units
+              stock_state (ok|in_carts|unknown), free_units, idle_ms (the worker's setting)
 - `prequeue`  zset: user -> secret uniform draw key (arrived before the sale opened)
 - `queue`     zset: user -> place in line (1..N drawn at open, then N+1.. FIFO)
 - `seen`      zset: user -> last status check, ms (waiting and pre-queue fans)
 - `admitted`  zset: user -> admission expiry, ms
 - `unclaimed` zset: user -> arrival deadline, ms (admitted fans who have not yet received their
               token from a status check, the push stream or a booking)
+- `idle`      zset: user -> idle deadline, ms (admitted fans: the admission, its collection
+              and every booking attempt with the token push it to now + `idle_ms` of `meta`)
 - `tokens`    hash: user -> admission token of the current admission (revocation check)
 - `gone`      hash: user -> why the place ended (abandoned, admission_expired,
-              admission_unclaimed)
+              admission_unclaimed, admission_idle)
 - `stats`     hash: joined, admitted_total, abandoned, admission_expired, admission_unclaimed,
-              left, completed,
+              admission_idle, left, completed,
               queued_at_close, ewma (measured admission rate, fans/s), ewma_ms
 - `rate`      string: current admission rate, fans/s (operator, CLI or local controller)
 - `lease`     string: `<worker id>:<fence>` of the admission worker leading the sale (PX)
@@ -55,6 +57,7 @@ KEY_NAMES = (
     "lease",
     "fence",
     "unclaimed",
+    "idle",
 )
 # Entries a worker step expires at most per kind; the rest is expired lazily on sight.
 SWEEP_LIMIT = 2000
@@ -62,9 +65,9 @@ SWEEP_LIMIT = 2000
 STATUS_BATCH = 1000
 
 _LIB = """
-local META, PRE, QUEUE, SEEN, ADM, TOKENS, GONE, STATS, RATE, LEASE, FENCE, UNCLAIMED =
+local META, PRE, QUEUE, SEEN, ADM, TOKENS, GONE, STATS, RATE, LEASE, FENCE, UNCLAIMED, IDLE =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-  KEYS[11], KEYS[12]
+  KEYS[11], KEYS[12], KEYS[13]
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -79,25 +82,40 @@ local function abandon(u)
   redis.call('HINCRBY', STATS, 'abandoned', 1)
 end
 
--- why: admission_expired (ran out) or admission_unclaimed (never came back for the token).
+-- why: admission_expired (ran out), admission_unclaimed (never came back for the token) or
+-- admission_idle (came back, then did nothing with it for idle_ms).
 local function end_admission(u, why)
   redis.call('ZREM', ADM, u)
   redis.call('ZREM', UNCLAIMED, u)
+  redis.call('ZREM', IDLE, u)
   redis.call('HDEL', TOKENS, u)
   redis.call('HSET', GONE, u, why)
   redis.call('HINCRBY', STATS, why, 1)
 end
 
+-- The admission was used (admitted, collected, a booking attempt): the idle clock restarts.
+local function touch(u, now)
+  local idle = tonumber(redis.call('HGET', META, 'idle_ms') or '0')
+  if idle > 0 then redis.call('ZADD', IDLE, now + idle, u) end
+end
+
 -- The fan has the token (status answer, push event or booking): the arrival window is over.
--- False when the window had already run out, which ends the admission.
+-- False when the window (or the idle time) had already run out, which ends the admission.
 local function claim(u, now)
   local deadline = redis.call('ZSCORE', UNCLAIMED, u)
-  if not deadline then return true end
-  if tonumber(deadline) <= now then
+  if deadline and tonumber(deadline) <= now then
     end_admission(u, 'admission_unclaimed')
     return false
   end
-  redis.call('ZREM', UNCLAIMED, u)
+  local idle = redis.call('ZSCORE', IDLE, u)
+  if idle and tonumber(idle) <= now then
+    end_admission(u, deadline and 'admission_unclaimed' or 'admission_idle')
+    return false
+  end
+  if deadline then
+    redis.call('ZREM', UNCLAIMED, u)
+    touch(u, now)
+  end
   return true
 end
 
@@ -124,7 +142,7 @@ local function status_of(u, now, cutoff)
       end_admission(u, 'admission_expired')
       return {'expired', 'admission_expired'}
     end
-    if not claim(u, now) then return {'expired', 'admission_unclaimed'} end
+    if not claim(u, now) then return {'expired', redis.call('HGET', GONE, u)} end
     return {'admitted', redis.call('HGET', TOKENS, u) or '', exp}
   end
   local place = redis.call('ZSCORE', QUEUE, u)
@@ -148,12 +166,12 @@ local function status_of(u, now, cutoff)
 end
 
 -- Fixed-window limits folded into the call they guard, so a join or a status check is one
--- round trip: KEYS[13] and KEYS[14] count this account's and this IP's calls to the sale.
+-- round trip: KEYS[14] and KEYS[15] count this account's and this IP's calls to the sale.
 -- Returns the milliseconds to wait when either limit is exceeded, else 0.
 local function over_limit(per_account, per_ip, window)
   local wait = 0
   for i, limit in ipairs({per_account, per_ip}) do
-    local k = KEYS[12 + i]
+    local k = KEYS[13 + i]
     local n = redis.call('INCR', k)
     local ttl = redis.call('PTTL', k)
     if n == 1 or ttl < 0 then
@@ -190,7 +208,7 @@ for i = 2, #ARGV do out[#out + 1] = status_of(ARGV[i], now, cutoff) end
 return out
 """
 
-# One fan's status check under the rate limits (KEYS 13-14).
+# One fan's status check under the rate limits (KEYS 14-15).
 # ARGV: grace_ms, user, per-account limit, per-IP limit, window ms
 #   -> {'limited', wait ms} | {} (unknown sale) | {head} (closed) | {head, status_of(user)}.
 _STATUS_ONE = """
@@ -237,6 +255,7 @@ _LEAVE = """
 local u = ARGV[1]
 local had = redis.call('ZREM', ADM, u) + redis.call('ZREM', QUEUE, u) + redis.call('ZREM', PRE, u)
 redis.call('ZREM', UNCLAIMED, u)
+redis.call('ZREM', IDLE, u)
 redis.call('HDEL', TOKENS, u)
 redis.call('ZREM', SEEN, u)
 redis.call('HDEL', GONE, u)
@@ -248,18 +267,21 @@ return math.min(had, 1)
 _RELEASE = """
 if redis.call('ZREM', ADM, ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', UNCLAIMED, ARGV[1])
+redis.call('ZREM', IDLE, ARGV[1])
 redis.call('HDEL', TOKENS, ARGV[1])
 redis.call('HINCRBY', STATS, 'completed', 1)
 return 1
 """
 
-# ARGV: user, token -> 1 if this exact token is the fan's live admission (using it claims it).
+# ARGV: user, token -> 1 if this exact token is the fan's live admission (using it claims it
+# and restarts its idle clock).
 _VERIFY = """
 local now = now_ms()
 local exp = redis.call('ZSCORE', ADM, ARGV[1])
 if not exp or tonumber(exp) <= now then return 0 end
 if redis.call('HGET', TOKENS, ARGV[1]) ~= ARGV[2] then return 0 end
 if not claim(ARGV[1], now) then return 0 end
+touch(ARGV[1], now)
 return 1
 """
 
@@ -293,7 +315,7 @@ else
     redis.call('HSET', STATS, 'queued_at_close', queued)
   end
   redis.call('HSET', META, 'status', 'closed', 'reason', ARGV[2])
-  redis.call('UNLINK', PRE, QUEUE, SEEN, ADM, TOKENS, GONE, UNCLAIMED)
+  redis.call('UNLINK', PRE, QUEUE, SEEN, ADM, TOKENS, GONE, UNCLAIMED, IDLE)
   for _, k in ipairs({META, STATS, RATE, FENCE}) do redis.call('PEXPIRE', k, ARGV[10]) end
 end
 return redis.call('HGET', META, 'status')
@@ -350,7 +372,7 @@ return {#popped / 2, redis.call('ZCARD', PRE)}
 
 # Renew the lease, expire admissions and abandoned places, refill the token bucket and pick the
 # heads to admit. ARGV: owner, lease_ttl_ms, grace_ms, sweep_limit, stock cap of active fans
-# (-1 none), burst_s, tau_ms, stock_state, free_units.
+# (-1 none), burst_s, tau_ms, stock_state, free_units, idle_ms (0: no idle limit).
 # -> {'lost'} | {'status', s} | {'wait', now, s} | {'idle', now} | {'admit', now, budget, users}
 _PREPARE = """
 if redis.call('GET', LEASE) ~= ARGV[1] then return {'lost'} end
@@ -365,11 +387,14 @@ end
 for _, u in ipairs(redis.call('ZRANGEBYSCORE', UNCLAIMED, '-inf', now, 'LIMIT', 0, limit)) do
   end_admission(u, 'admission_unclaimed')
 end
+for _, u in ipairs(redis.call('ZRANGEBYSCORE', IDLE, '-inf', now, 'LIMIT', 0, limit)) do
+  end_admission(u, 'admission_idle')
+end
 local cutoff = now - tonumber(ARGV[3])
 for _, u in ipairs(redis.call('ZRANGEBYSCORE', SEEN, '-inf', '(' .. cutoff, 'LIMIT', 0, limit)) do
   abandon(u)
 end
-redis.call('HSET', META, 'stock_state', ARGV[8], 'free_units', ARGV[9])
+redis.call('HSET', META, 'stock_state', ARGV[8], 'free_units', ARGV[9], 'idle_ms', ARGV[10])
 -- Admission waits until the whole draw is in line, so nobody overtakes a drawn fan.
 if status ~= 'open' or redis.call('EXISTS', PRE) == 1 then return {'wait', now, status} end
 local rate = tonumber(redis.call('GET', RATE) or '0')
@@ -417,6 +442,7 @@ for i = 7, #ARGV, 2 do
       if arrival > 0 and now + arrival < tonumber(ARGV[5]) then
         redis.call('ZADD', UNCLAIMED, now + arrival, u)
       end
+      touch(u, now)
       done[#done + 1] = u
     end
   end
@@ -755,6 +781,7 @@ class QueueStore:
         tau_ms: int,
         stock_state: str,
         free_units: int | None,
+        idle_ms: int = 0,
     ) -> Prepared:
         raw = await PREPARE(
             self.redis,
@@ -769,6 +796,7 @@ class QueueStore:
                 tau_ms,
                 stock_state,
                 "" if free_units is None else free_units,
+                idle_ms,
             ],
         )
         kind = _s(raw[0])

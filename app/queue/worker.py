@@ -327,6 +327,7 @@ class AdmissionWorker:
             tau_ms=tau_ms,
             stock_state=stock_state,
             free_units=free,
+            idle_ms=int(s.admission_idle_s * 1000),
         )
         if prepared.kind == "lost":
             self._lost(run)

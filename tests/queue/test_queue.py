@@ -299,6 +299,59 @@ async def test_an_admitted_fan_who_never_comes_back_frees_the_slot(
         await worker.release_all()
 
 
+async def test_an_admitted_fan_who_stops_booking_frees_the_slot(
+    settings: Settings, admin_headers: dict[str, str]
+) -> None:
+    async with queue_app(settings, admission_arrival_s=0, admission_idle_s=3.0) as (client, state):
+        sale = await new_sale(
+            client, admin_headers, opens_in=-1, max_active=2, initial_rate=100, max_rate=100
+        )
+        sale_id = sale["id"]
+        await service.open_sale(state, sale_id=sale_id)
+        idler, booker, next_fan = await bulk_fans(state, settings, 3)
+        for fan in (idler, booker, next_fan):
+            await client.post(f"/sales/{sale_id}/queue", headers=fan.headers)
+        worker = AdmissionWorker(state)
+
+        async def admitted_total(n: int) -> bool:
+            return (await service.sale_stats(state, sale_id=sale_id)).admitted_total == n
+
+        await tick_until(worker, lambda: admitted_total(2))
+        # Both come back for the token; only the booker goes on to use it.
+        idle = await _status(client, sale_id, idler.headers)
+        shopping = await _status(client, sale_id, booker.headers)
+        assert idle["state"] == shopping["state"] == "admitted"
+
+        async def book_attempt() -> None:
+            await service.verify_admission(
+                state,
+                token=shopping["admission_token"],
+                concert_id=sale["concert_id"],
+                user_id=booker.user_id,
+            )
+
+        await book_attempt()
+        await asyncio.sleep(2.0)
+        await book_attempt()  # restarts the booker's idle clock
+        # Status checks are not booking attempts: they do not keep the idler's admission.
+        assert (await _status(client, sale_id, idler.headers))["state"] == "admitted"
+        await asyncio.sleep(1.5)
+        await tick_until(worker, lambda: admitted_total(3))
+        gone = await _status(client, sale_id, idler.headers)
+        assert (gone["state"], gone["reason"]) == ("expired", "admission_idle")
+        assert "did not use your turn" in gone["message"] and gone["rejoin_url"]
+        assert (await _status(client, sale_id, booker.headers))["state"] == "admitted"
+        assert (await _status(client, sale_id, next_fan.headers))["state"] == "admitted"
+        # A booking attempt after the idle time is refused and does not revive the admission.
+        await asyncio.sleep(3.2)
+        with pytest.raises(AdmissionRevoked):
+            await book_attempt()
+        assert (await _status(client, sale_id, booker.headers))["reason"] == "admission_idle"
+        stats = await service.sale_stats(state, sale_id=sale_id)
+        assert (stats.admission_idle, stats.admission_expired, stats.admitted_total) == (2, 0, 3)
+        await worker.release_all()
+
+
 async def test_sale_closing_with_fans_still_queued(
     settings: Settings, admin_headers: dict[str, str]
 ) -> None:

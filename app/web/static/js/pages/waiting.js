@@ -21,6 +21,7 @@ function explain(s, sale) {
     case "expired":
       if (s.reason === "admission_expired") return "Your shopping time ran out and your turn has passed.";
       if (s.reason === "admission_unclaimed") return "It was your turn while this page was closed, so it passed to the next fan.";
+      if (s.reason === "admission_idle") return "Your turn passed to the next fan because no seats were picked for a while.";
       return "Your place expired because this page was closed for too long.";
     case "sold_out":
       return "Sold out: every ticket has been sold.";
