@@ -12,8 +12,9 @@ slot; every script below touches exactly one sale's keys):
 - `admitted`  zset: user -> admission expiry, ms
 - `unclaimed` zset: user -> arrival deadline, ms (admitted fans who have not yet received their
               token from a status check, the push stream or a booking)
-- `idle`      zset: user -> idle deadline, ms (admitted fans: the admission, its collection
-              and every booking attempt with the token push it to now + `idle_ms` of `meta`)
+- `idle`      zset: user -> idle deadline, ms (admitted fans who collected the token, or all
+              admitted fans without an arrival window: collection and every booking attempt
+              with the token push it to now + `idle_ms` of `meta`)
 - `tokens`    hash: user -> admission token of the current admission (revocation check)
 - `gone`      hash: user -> why the place ended (abandoned, admission_expired,
               admission_unclaimed, admission_idle)
@@ -109,7 +110,7 @@ local function claim(u, now)
   end
   local idle = redis.call('ZSCORE', IDLE, u)
   if idle and tonumber(idle) <= now then
-    end_admission(u, deadline and 'admission_unclaimed' or 'admission_idle')
+    end_admission(u, 'admission_idle')
     return false
   end
   if deadline then
@@ -439,10 +440,13 @@ for i = 7, #ARGV, 2 do
       redis.call('ZREM', SEEN, u)
       redis.call('ZADD', ADM, ARGV[5], u)
       redis.call('HSET', TOKENS, u, ARGV[i + 1])
+      -- The idle clock starts when the fan collects the admission (claim), or now without an
+      -- arrival window: a fan who follows the poll advice is never idle before arriving.
       if arrival > 0 and now + arrival < tonumber(ARGV[5]) then
         redis.call('ZADD', UNCLAIMED, now + arrival, u)
+      else
+        touch(u, now)
       end
-      touch(u, now)
       done[#done + 1] = u
     end
   end

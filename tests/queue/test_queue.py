@@ -302,7 +302,10 @@ async def test_an_admitted_fan_who_never_comes_back_frees_the_slot(
 async def test_an_admitted_fan_who_stops_booking_frees_the_slot(
     settings: Settings, admin_headers: dict[str, str]
 ) -> None:
-    async with queue_app(settings, admission_arrival_s=0, admission_idle_s=3.0) as (client, state):
+    async with queue_app(settings, admission_arrival_s=6.0, admission_idle_s=3.0) as (
+        client,
+        state,
+    ):
         sale = await new_sale(
             client, admin_headers, opens_in=-1, max_active=2, initial_rate=100, max_rate=100
         )
@@ -317,7 +320,11 @@ async def test_an_admitted_fan_who_stops_booking_frees_the_slot(
             return (await service.sale_stats(state, sale_id=sale_id)).admitted_total == n
 
         await tick_until(worker, lambda: admitted_total(2))
-        # Both come back for the token; only the booker goes on to use it.
+        # Both come back for the token within the arrival window but after the idle time: the
+        # idle clock starts at collection. Only the booker goes on to use the token.
+        await asyncio.sleep(3.5)
+        for _ in range(3):
+            await worker.tick()
         idle = await _status(client, sale_id, idler.headers)
         shopping = await _status(client, sale_id, booker.headers)
         assert idle["state"] == shopping["state"] == "admitted"
