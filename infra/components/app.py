@@ -45,6 +45,22 @@ def chart_values(config: PlatformConfig, *, kafka_bootstrap: str) -> dict[str, A
                 "maxReplicas": config.api_max_replicas,
             },
         },
+        "apiCheckout": {
+            "enabled": config.api_checkout,
+            "replicas": config.checkout_min_replicas,
+            "autoscaling": {
+                "enabled": True,
+                "minReplicas": config.checkout_min_replicas,
+                "maxReplicas": config.checkout_max_replicas,
+            },
+        },
+        "ingress": {
+            "enabled": config.ingress_host is not None,
+            "className": config.ingress_class_name,
+            "host": config.ingress_host or "",
+            "tls": config.ingress_tls_secret,
+            "regexPaths": config.ingress_regex_paths,
+        },
         "bookingConsumer": {"replicas": config.consumer_replicas},
         "serviceMonitor": {"enabled": config.monitoring},
         # The chart's alerts (helm/ticket-rush/rules), loaded by the same Prometheus.

@@ -61,9 +61,21 @@ class PlatformConfig:
     redis_storage: str = "2Gi"
     api_min_replicas: int = 2
     api_max_replicas: int = 10
+    # api-checkout: the admitted fans' seat map, booking and payment calls on their own pods,
+    # so the waiting room's crowd cannot starve them (helm apiCheckout).
+    api_checkout: bool = True
+    checkout_min_replicas: int = 2
+    checkout_max_replicas: int = 6
     consumer_replicas: int = 2
     # Expose the API on this node port (kind maps it to the host); None keeps it ClusterIP.
     api_node_port: int | None = None
+    # An Ingress for this host (checkout routes to api-checkout); None: no Ingress.
+    ingress_host: str | None = None
+    ingress_class_name: str = ""
+    # A kubernetes.io/tls Secret for ingress_host; "" serves plain HTTP.
+    ingress_tls_secret: str = ""
+    # ingress-nginx only: the seat-map and booking-creation regex paths to api-checkout too.
+    ingress_regex_paths: bool = False
     monitoring: bool = True
     dashboards_dir: Path = DEFAULT_DASHBOARDS_DIR
     nginx_rtmp_config: Path = DEFAULT_NGINX_RTMP_CONFIG
@@ -77,6 +89,14 @@ class PlatformConfig:
             raise ValueError(f"kafkaPartitions lacks {missing}")
         if any(p < 1 for p in self.kafka_partitions.values()):
             raise ValueError("kafkaPartitions: every topic needs at least one partition")
+        for name, low, high in (
+            ("api", self.api_min_replicas, self.api_max_replicas),
+            ("checkout", self.checkout_min_replicas, self.checkout_max_replicas),
+        ):
+            if not 1 <= low <= high:
+                raise ValueError(f"{name}MinReplicas ({low}) must be 1..{name}MaxReplicas ({high})")
+        if self.ingress_tls_secret and not self.ingress_host:
+            raise ValueError("ingressTlsSecret needs ingressHost (TLS is per host)")
         if self.consumer_replicas > self.kafka_partitions["booking-requests"]:
             raise ValueError(
                 f"consumerReplicas ({self.consumer_replicas}) exceeds the booking-requests "
@@ -103,6 +123,9 @@ _STRINGS = {
     "redisStorage": "redis_storage",
     "nginxRtmpImage": "nginx_rtmp_image",
     "streamingServiceType": "streaming_service_type",
+    "ingressHost": "ingress_host",
+    "ingressClassName": "ingress_class_name",
+    "ingressTlsSecret": "ingress_tls_secret",
 }
 _INTS = {
     "kafkaBrokers": "kafka_brokers",
@@ -111,6 +134,13 @@ _INTS = {
     "apiMaxReplicas": "api_max_replicas",
     "consumerReplicas": "consumer_replicas",
     "apiNodePort": "api_node_port",
+    "checkoutMinReplicas": "checkout_min_replicas",
+    "checkoutMaxReplicas": "checkout_max_replicas",
+}
+_BOOLS = {
+    "monitoring": "monitoring",
+    "apiCheckout": "api_checkout",
+    "ingressRegexPaths": "ingress_regex_paths",
 }
 _PATHS = {"dashboardsDir": "dashboards_dir", "nginxRtmpConfig": "nginx_rtmp_config"}
 
@@ -131,8 +161,9 @@ def load_config(config: pulumi.Config | None = None) -> PlatformConfig:
         if (text := cfg.get(key)) is not None:
             path = Path(text)
             overrides[name] = path if path.is_absolute() else INFRA_DIR / path
-    if (monitoring := cfg.get_bool("monitoring")) is not None:
-        overrides["monitoring"] = monitoring
+    for key, name in _BOOLS.items():
+        if (flag := cfg.get_bool(key)) is not None:
+            overrides[name] = flag
     if (partitions := cfg.get_object("kafkaPartitions")) is not None:
         if not isinstance(partitions, dict):
             raise ValueError("kafkaPartitions must map topic names to partition counts")

@@ -22,7 +22,7 @@ from app.devstack.broker import free_port, spawn, stop_process
 from tests.conftest import ROOT
 from tests.k8s.conftest import NAMESPACE, Manifest, render
 
-COMPONENTS = ("api", "admission", "booking-consumer", "payments-sim")
+COMPONENTS = ("api", "api-checkout", "admission", "booking-consumer", "payments-sim")
 
 
 def resolve_env(container: dict[str, Any], objects: list[Manifest]) -> dict[str, str]:
@@ -83,20 +83,39 @@ def objects(chart: helm_python.Chart, chart_values: dict[str, Any]) -> list[Mani
     return render(chart, chart_values)
 
 
+@pytest.fixture(scope="module")
+def checkout_objects(chart: helm_python.Chart, chart_values: dict[str, Any]) -> list[Manifest]:
+    """api-checkout's pods listen on api.port as well (each pod has its own network); here both
+    run on one host, so api-checkout comes from a render that differs only in that port."""
+    return render(chart, chart_values | {"api": chart_values["api"] | {"port": free_port()}})
+
+
 def container_of(objects: list[Manifest], kind: str, name: str) -> dict[str, Any]:
     (obj,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
     containers: list[dict[str, Any]] = obj["spec"]["template"]["spec"]["containers"]
     return containers[0]
 
 
+def deployment(
+    component: str, objects: list[Manifest], checkout_objects: list[Manifest]
+) -> tuple[dict[str, Any], list[Manifest]]:
+    """The component's container and the objects its environment comes from."""
+    source = checkout_objects if component == "api-checkout" else objects
+    return container_of(source, "Deployment", f"ticket-rush-{component}"), source
+
+
 @pytest.fixture(scope="module")
-def running(objects: list[Manifest], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def running(
+    objects: list[Manifest],
+    checkout_objects: list[Manifest],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Path]:
     logs = tmp_path_factory.mktemp("chart-processes")
     procs = []
     for component in COMPONENTS:
-        container = container_of(objects, "Deployment", f"ticket-rush-{component}")
+        container, source = deployment(component, objects, checkout_objects)
         env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
-        env |= resolve_env(container, objects)
+        env |= resolve_env(container, source)
         # The pod's emptyDir /tmp: a private one per process here.
         env["TMPDIR"] = str(logs)
         procs.append(spawn(command_line(container), logs / f"{component}.log", env=env, cwd=ROOT))
@@ -122,9 +141,9 @@ def wait_ok(url: str, timeout: float = 45) -> httpx.Response:
 
 @pytest.mark.parametrize("component", COMPONENTS)
 def test_every_probe_is_answered_by_the_real_process(
-    component: str, objects: list[Manifest], running: Path
+    component: str, objects: list[Manifest], checkout_objects: list[Manifest], running: Path
 ) -> None:
-    container = container_of(objects, "Deployment", f"ticket-rush-{component}")
+    container, _ = deployment(component, objects, checkout_objects)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     probes = [
         container[k] for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in container
@@ -136,7 +155,7 @@ def test_every_probe_is_answered_by_the_real_process(
             wait_ok(f"http://127.0.0.1:{ports[get['port']]}{get['path']}")
         except AssertionError:
             raise AssertionError((running / f"{component}.log").read_text()[-3000:]) from None
-    if component == "api":
+    if component.startswith("api"):
         ready = wait_ok(f"http://127.0.0.1:{ports['http']}/readyz").json()
         assert ready["checks"] == {"postgres": True, "redis": True, "kafka": True}
 

@@ -383,6 +383,12 @@ def test_bad_config_fails_early(dashboards: Path, tmp_path: Path) -> None:
         make_config(dashboards, consumer_replicas=8)
     with pytest.raises(ValueError, match="lacks"):
         replace(make_config(dashboards), kafka_partitions={"booking-requests": 3})
+    with pytest.raises(
+        ValueError, match=r"checkoutMinReplicas \(3\) must be 1..checkoutMaxReplicas \(2\)"
+    ):
+        make_config(dashboards, checkout_min_replicas=3, checkout_max_replicas=2)
+    with pytest.raises(ValueError, match="ingressTlsSecret needs ingressHost"):
+        make_config(dashboards, ingress_tls_secret="tls")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "x.json").write_text("{not json")
@@ -402,7 +408,7 @@ def stack_config(stack: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("stack", ["kind", "prod"])
-def test_stack_files_load(stack: str, program: Program) -> None:
+def test_stack_files_load(stack: str, program: Program, chart: helm_python.Chart) -> None:
     config = stack_config(stack)
     pulumi.runtime.set_all_config(config, secret_keys=[f"ticket-rush:{k}" for k in SECRETS])
     try:
@@ -418,7 +424,7 @@ def test_stack_files_load(stack: str, program: Program) -> None:
     from components import settings as settings_module
 
     known = set(settings_module._STRINGS) | set(settings_module._INTS) | set(settings_module._PATHS)
-    known |= {"monitoring", "kafkaPartitions", "operatorAdminEmail"}
+    known |= set(settings_module._BOOLS) | {"kafkaPartitions", "operatorAdminEmail"}
     assert {k.split(":", 1)[1] for k in expected} <= known
     values = chart_values(loaded, kafka_bootstrap="k:9092")
     assert values["image"]["pullPolicy"] == expected.get(
@@ -428,6 +434,38 @@ def test_stack_files_load(stack: str, program: Program) -> None:
     assert values["api"]["service"] == (
         {"type": "NodePort", "nodePort": node_port} if node_port else {"type": "ClusterIP"}
     )
+    # The stack's values through the real chart: valid objects, the checkout pods sized as the
+    # stack says, and the Ingress (when the stack has a host) sending checkout calls to them.
+    objects = render(chart, copy.deepcopy(values))
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, "1.30.0", strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            assert obj["kind"] in {"ServiceMonitor", "PrometheusRule"}
+    by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    hpa = by_name[("HorizontalPodAutoscaler", "ticket-rush-api-checkout")]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (
+        expected["ticket-rush:checkoutMinReplicas"],
+        expected["ticket-rush:checkoutMaxReplicas"],
+    )
+    assert ("Deployment", "ticket-rush-api-checkout") in by_name
+    host = expected.get("ticket-rush:ingressHost")
+    ingress = by_name.get(("Ingress", "ticket-rush-api"))
+    if host is None:
+        assert ingress is None
+        return
+    assert ingress is not None
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == expected["ticket-rush:ingressClassName"]
+    assert spec["tls"] == [
+        {"hosts": [host], "secretName": expected["ticket-rush:ingressTlsSecret"]}
+    ]
+    (rule,) = spec["rules"]
+    assert rule["host"] == host
+    backends = {p["path"]: p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
+    assert backends["/bookings"] == "ticket-rush-api-checkout"
+    assert backends["/"] == "ticket-rush-api"
+    assert any("seats" in path and name.endswith("-checkout") for path, name in backends.items())
 
 
 @mock_test
