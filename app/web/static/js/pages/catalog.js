@@ -32,7 +32,10 @@ export async function homePage(main, params) {
   );
   render(main, h("h1", {}, "Concerts on sale"), search, h("p", {}, "Loading…"));
   const query = (cursor) => {
-    const args = new URLSearchParams({ status: "on_sale", limit: "24" });
+    // Concerts that have not started yet; the minute is truncated so the page shares one
+    // cached answer a minute instead of asking the API for a new one on every visit.
+    const now = new Date(Math.floor(Date.now() / 60000) * 60000).toISOString();
+    const args = new URLSearchParams({ status: "on_sale", starts_after: now, limit: "24" });
     if (q) args.set("q", q);
     if (cursor) args.set("cursor", cursor);
     return api(`/concerts?${args}`);
