@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,6 +36,7 @@ from app.core.redis import Keys, create_redis
 from app.core.revocations import RevocationList
 from app.core.security import AccessTokenVerifier
 from app.core.state import AppState
+from app.core.tasks import stop_task
 from app.health import router as health_router
 from app.queue.edge import QueueEdgeMiddleware
 from app.queue.router import router as queue_router
@@ -114,9 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.chat_hub.close()
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            await stop_task(sweeper, name="hold_sweeper")
             await state.payments.aclose()
             await state.kafka.stop()
             await state.revocations.close()

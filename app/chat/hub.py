@@ -21,6 +21,7 @@ from app.chat.metrics import CHAT_DELIVERIES
 from app.chat.schemas import ChatMessage
 from app.core.problems import ProblemError
 from app.core.state import AppState
+from app.core.tasks import stop_task
 
 log = structlog.get_logger(__name__)
 
@@ -163,7 +164,6 @@ class ChatHub:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, name="chat_hub")
         if self._pubsub is not None:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]

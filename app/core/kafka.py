@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 
 from app.core.config import Settings
 from app.core.metrics import KAFKA_PRODUCE_LATENCY
+from app.core.tasks import stop_task
 
 log = structlog.get_logger(__name__)
 
@@ -87,9 +88,7 @@ class KafkaProducerResource:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task, name="kafka_connect")
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None

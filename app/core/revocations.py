@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.core.redis import Keys
+from app.core.tasks import stop_task
 
 log = structlog.get_logger(__name__)
 
@@ -48,9 +49,7 @@ class RevocationList:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task, name="revocations")
 
     async def revoke(self, jti: str, expires_at: float) -> None:
         """Refuse this token id until `expires_at` (epoch s), in every process."""
