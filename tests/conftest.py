@@ -4,6 +4,7 @@ prefix and a private Tansu broker per test session / xdist worker."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -32,6 +33,36 @@ __all__ = ["booking_consumer", "sim", "sim_process"]  # fixtures shared with eve
 
 REDIS_URL = os.environ.get("TR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _await_chain(coro: Any) -> list[str]:
+    """Where a suspended coroutine waits: each nested await down to the innermost one."""
+    frames = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append(
+                f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+            )
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return frames
+
+
+def _pending_tasks() -> str:
+    # The signal that ends a hung async test lands in the event loop's select, so its traceback
+    # shows no await at all; the loop's pending tasks (the test's among them) show which one hung.
+    tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done()]
+    return "\n".join(
+        f"{task.get_name()}:\n" + "\n".join(_await_chain(task.get_coro())) for task in tasks
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and call.excinfo is not None and "Timeout" in str(call.excinfo.value):
+        report.sections.append(("asyncio tasks pending at the timeout", _pending_tasks()))
 
 
 @pytest.fixture(scope="session")
