@@ -164,6 +164,18 @@ def make_config(dashboards: Path, **overrides: Any) -> PlatformConfig:
     )
 
 
+def render_valid(chart: helm_python.Chart, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chart rendered with `values`, every object valid for Kubernetes 1.30 (the
+    monitoring CRDs' kinds have no schema there)."""
+    objects = render(chart, copy.deepcopy(values))
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, "1.30.0", strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            assert obj["kind"] in {"ServiceMonitor", "PrometheusRule"}
+    return objects
+
+
 def build(program: Program, config: PlatformConfig) -> TicketRushPlatform:
     return TicketRushPlatform(
         "ticket-rush",
@@ -295,12 +307,7 @@ def test_partitions_from_config_reach_topics_and_chart(
         assert values["kafka"]["bootstrap"] == "ticket-rush-kafka-bootstrap.ticket-rush.svc:9092"
         assert values["secrets"] == {"existingSecret": APP_SECRET}
         # The values Pulumi hands to Helm pass the chart's schema and render valid objects.
-        objects = render(chart, copy.deepcopy(values))
-        for obj in objects:
-            try:
-                kubernetes_validate.validate(obj, "1.30.0", strict=True)
-            except kubernetes_validate.SchemaNotFoundError:
-                assert obj["kind"] in {"ServiceMonitor", "PrometheusRule"}
+        objects = render_valid(chart, values)
         config_map = next(o for o in objects if o["kind"] == "ConfigMap")
         assert json.loads(config_map["data"]["TR_KAFKA_TOPICS"]) == PARTITIONS
         consumer = next(
@@ -436,12 +443,7 @@ def test_stack_files_load(stack: str, program: Program, chart: helm_python.Chart
     )
     # The stack's values through the real chart: valid objects, the checkout pods sized as the
     # stack says, and the Ingress (when the stack has a host) sending checkout calls to them.
-    objects = render(chart, copy.deepcopy(values))
-    for obj in objects:
-        try:
-            kubernetes_validate.validate(obj, "1.30.0", strict=True)
-        except kubernetes_validate.SchemaNotFoundError:
-            assert obj["kind"] in {"ServiceMonitor", "PrometheusRule"}
+    objects = render_valid(chart, values)
     by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
     hpa = by_name[("HorizontalPodAutoscaler", "ticket-rush-api-checkout")]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (
